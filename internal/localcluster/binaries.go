@@ -364,7 +364,7 @@ func scratchGoMod(ctx context.Context, name, path, version string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	upstream, err := modfile.ParseLax(gomodPath, data, nil)
+	upstream, err := modfile.Parse(gomodPath, data, nil)
 	if err != nil {
 		return "", fmt.Errorf("parsing %s: %w", gomodPath, err)
 	}

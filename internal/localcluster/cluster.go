@@ -1,0 +1,112 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/agentsandbox/sandboxtest/internal/processnode"
+)
+
+// Cluster is the whole local cluster: the control plane plus the process node.
+type Cluster struct {
+	*ControlPlane
+	Node *processnode.Node
+
+	stopOnce sync.Once
+	stopErr  error
+	signals  chan os.Signal
+}
+
+// Start starts the control plane and the process node and returns once the
+// node is Ready. Runners, when non-nil, adds runners to the default registry
+// (router and python runtime) before the node starts.
+//
+// Children stop on Stop, on SIGINT/SIGTERM of this process (Stop runs, then
+// the signal is re-raised), and with this process if it is SIGKILLed (Pdeathsig).
+func Start(ctx context.Context, opts Options, runners func(*processnode.Registry)) (*Cluster, error) {
+	started := time.Now()
+	cp, err := StartControlPlane(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{ControlPlane: cp}
+	c.watchSignals()
+	cs, err := kubernetes.NewForConfig(cp.RESTConfig)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	reg := processnode.DefaultRegistry(cp.Binaries[BinRouter])
+	if runners != nil {
+		runners(reg)
+	}
+	c.Node, err = processnode.Start(ctx, processnode.Config{
+		Client:     cs,
+		Kubeconfig: cp.Kubeconfig,
+		Dir:        filepath.Join(cp.Dir, "node"),
+		Runners:    reg,
+		ClientCA:   cp.Certs.CA().CertPEM(),
+		Log:        cp.log,
+	})
+	if err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("localcluster: starting the process node: %w", err)
+	}
+	c.logf("local cluster ready in %s; export KUBECONFIG=%s", since(started), cp.Kubeconfig)
+	return c, nil
+}
+
+// Stop stops the node's pods, the node and the control plane. Idempotent.
+func (c *Cluster) Stop() error {
+	c.stopOnce.Do(func() {
+		if c.signals != nil {
+			signal.Stop(c.signals)
+			close(c.signals)
+		}
+		if c.Node != nil {
+			c.Node.Stop()
+		}
+		c.stopErr = c.ControlPlane.Stop()
+	})
+	return c.stopErr
+}
+
+// watchSignals stops the cluster on SIGINT/SIGTERM, then lets the signal do
+// what it would have done, so a ^C'd test run leaves nothing behind.
+func (c *Cluster) watchSignals() {
+	c.signals = make(chan os.Signal, 1)
+	signal.Notify(c.signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig, ok := <-c.signals
+		if !ok {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "sandboxtest: %v: stopping the local cluster\n", sig)
+		c.Stop()
+		signal.Reset(sig)
+		_ = syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+	}()
+}
+
+// Pids lists every process the cluster runs: control plane components and
+// the node's container processes.
+func (c *Cluster) Pids() []int {
+	c.ControlPlane.mu.Lock()
+	var pids []int
+	for _, p := range c.ControlPlane.procs {
+		pids = append(pids, p.Pid())
+	}
+	c.ControlPlane.mu.Unlock()
+	if c.Node != nil {
+		pids = append(pids, c.Node.Provider.Pids()...)
+	}
+	return pids
+}

@@ -1,0 +1,394 @@
+package localcluster_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
+	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
+	sdk "sigs.k8s.io/agent-sandbox/clients/go/sandbox"
+	asclient "sigs.k8s.io/agent-sandbox/clients/k8s/clientset/versioned"
+	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
+	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
+
+	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/sandboxtest/internal/processnode"
+)
+
+const (
+	runtimeImage = "us-central1-docker.pkg.dev/k8s-staging-images/agent-sandbox/python-runtime-sandbox:latest-main"
+	routerImage  = "registry.k8s.io/agent-sandbox/sandbox-router-go:v1.0.0"
+	ns           = "default"
+)
+
+type env struct {
+	c   *localcluster.Cluster
+	cs  kubernetes.Interface
+	as  asclient.Interface
+	ext extclient.Interface
+}
+
+// TestLocalCluster drives one local cluster through what a user does with it:
+// sandboxes from a template, the kubelet API, the real router and the upstream SDK.
+func TestLocalCluster(t *testing.T) {
+	ctx := context.Background()
+	c, err := localcluster.Start(ctx, localcluster.Options{Dir: t.TempDir(), Log: testWriter{t}}, nil)
+	assert.NilError(t, err)
+	t.Cleanup(func() { c.Stop() })
+	e := &env{c: c,
+		cs:  kubernetes.NewForConfigOrDie(c.RESTConfig),
+		as:  asclient.NewForConfigOrDie(c.RESTConfig),
+		ext: extclient.NewForConfigOrDie(c.RESTConfig),
+	}
+	e.createTemplate(t, "python-sandbox-template", runtimeImage)
+
+	t.Run("node", func(t *testing.T) {
+		n, err := e.cs.CoreV1().Nodes().Get(ctx, processnode.DefaultName, metav1.GetOptions{})
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(n.Status.Addresses[0].Address, "127.0.0.1"))
+		assert.Check(t, n.Status.DaemonEndpoints.KubeletEndpoint.Port > 0)
+		assert.Check(t, is.Equal(n.Labels[processnode.LocalNodeLabel], "true"))
+	})
+
+	t.Run("claim, kubelet API and delete", func(t *testing.T) {
+		claim := e.claim(t, "python-sandbox-template")
+		pod := e.readyPod(t, claim)
+		assert.Check(t, is.Equal(pod.Spec.NodeName, processnode.DefaultName))
+		assert.Check(t, strings.HasPrefix(pod.Status.PodIP, "127."), pod.Status.PodIP)
+		assert.Check(t, is.Equal(pod.Status.Phase, corev1.PodRunning))
+
+		port := e.portForward(t, pod.Name, 8888)
+		t.Log("port-forward up")
+		out := execute(t, fmt.Sprintf("http://127.0.0.1:%d/execute", port), nil, "echo hi")
+		assert.Check(t, is.Equal(out.Stdout, "hi\n"))
+		assert.Check(t, is.Equal(out.ExitCode, 0))
+
+		t.Log("executed")
+		stdout, stderr, err := e.exec(pod.Name, "echo", "hi")
+		assert.NilError(t, err, stderr)
+		assert.Check(t, is.Equal(stdout, "hi\n"))
+		_, _, err = e.exec(pod.Name, "sh", "-c", "exit 3")
+		assert.Check(t, is.ErrorContains(err, "exit code 3"))
+
+		t.Log("exec done")
+		logs, err := e.cs.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		assert.NilError(t, err)
+		assert.Check(t, is.Contains(string(logs), "POST /execute"))
+
+		deleted := time.Now()
+		assert.NilError(t, e.ext.ExtensionsV1beta1().SandboxClaims(ns).Delete(ctx, claim, metav1.DeleteOptions{}))
+		poll.WaitOn(t, e.gone(pod.Name), poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
+		t.Logf("pod %s gone %s after the claim was deleted", pod.Name, time.Since(deleted).Round(time.Millisecond))
+		_, err = http.Get(fmt.Sprintf("http://%s:8888/", pod.Status.PodIP))
+		assert.Check(t, err != nil, "the sandbox still serves after its pod was deleted")
+	})
+
+	t.Run("router and upstream SDK", func(t *testing.T) {
+		router := e.deployRouter(t)
+		claim := e.claim(t, "python-sandbox-template")
+		pod := e.readyPod(t, claim)
+		sbName := e.sandboxName(t, claim)
+
+		// Through kube-apiserver's port-forward to the router, as a tunnel does.
+		port := e.portForward(t, router.Name, 8080)
+		out := execute(t, fmt.Sprintf("http://127.0.0.1:%d/execute", port), http.Header{
+			"X-Sandbox-ID": {sbName}, "X-Sandbox-Namespace": {ns}, "X-Sandbox-Port": {"8888"}, "X-Sandbox-Pod-IP": {pod.Status.PodIP},
+		}, "echo through the router")
+		assert.Check(t, is.Equal(out.Stdout, "through the router\n"))
+
+		// The unchanged upstream Go SDK in direct mode, from the warm pool.
+		sb, err := sdk.New(ctx, sdk.Options{
+			WarmPoolName: "python-sandbox-template", Namespace: ns, RestConfig: e.c.RESTConfig,
+			APIURL: "http://" + router.Status.PodIP + ":8080", Quiet: true, SandboxReadyTimeout: 60 * time.Second,
+		})
+		assert.NilError(t, err)
+		assert.NilError(t, sb.Open(ctx))
+		defer sb.Close(ctx)
+		res, err := sb.Run(ctx, "echo sdk")
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(res.Stdout, "sdk\n"))
+		assert.NilError(t, sb.Write(ctx, "note.txt", []byte("written by the SDK")))
+		data, err := sb.Read(ctx, "note.txt")
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(string(data), "written by the SDK"))
+		entries, err := sb.List(ctx, ".")
+		assert.NilError(t, err)
+		assert.Check(t, is.Len(entries, 1))
+		ok, err := sb.Exists(ctx, "note.txt")
+		assert.NilError(t, err)
+		assert.Check(t, ok)
+	})
+
+	t.Run("unknown image fails with the reason", func(t *testing.T) {
+		e.createTemplate(t, "busybox-template", "docker.io/library/busybox:1.36")
+		claim := e.claim(t, "busybox-template")
+		var pod *corev1.Pod
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			pod = e.podOf(claim)
+			if pod == nil || pod.Status.Phase != corev1.PodFailed {
+				return poll.Continue("pod of claim %s not Failed yet", claim)
+			}
+			return poll.Success()
+		}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
+		assert.Check(t, is.Equal(pod.Status.Reason, "NoRunner"))
+		assert.Check(t, is.Contains(pod.Status.Message, "busybox:1.36"))
+		assert.Check(t, is.Contains(pod.Status.Message, "Registry.Register"))
+		evs, err := e.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name})
+		assert.NilError(t, err)
+		found := false
+		for _, ev := range evs.Items {
+			found = found || ev.Reason == "NoRunner"
+		}
+		assert.Check(t, found, "no NoRunner event for %s", pod.Name)
+	})
+
+	t.Run("stop leaves no process", func(t *testing.T) {
+		router := e.podByLabel(t, "app=sandbox-router")
+		pids := e.c.Pids()
+		assert.Check(t, len(pids) >= 5, "pids: %v", pids)
+		assert.NilError(t, e.c.Stop())
+		for _, pid := range pids {
+			assert.Check(t, !alive(pid), "process %d survived Stop", pid)
+		}
+		_, err := http.Get("http://" + router.Status.PodIP + ":8080/healthz")
+		assert.Check(t, err != nil, "router still answers after Stop")
+	})
+}
+
+func (e *env) createTemplate(t *testing.T, name, image string) {
+	t.Helper()
+	ctx := context.Background()
+	tmpl := &extv1beta1.SandboxTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: extv1beta1.SandboxTemplateSpec{SandboxBlueprint: sandboxv1beta1.SandboxBlueprint{
+			PodTemplate: sandboxv1beta1.PodTemplate{Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Name: "python-runtime", Image: image,
+				Ports: []corev1.ContainerPort{{ContainerPort: 8888}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+					HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8888)},
+				}},
+			}}}},
+		}},
+	}
+	_, err := e.ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	pool := &extv1beta1.SandboxWarmPool{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       extv1beta1.SandboxWarmPoolSpec{Replicas: new(int32), TemplateRef: extv1beta1.SandboxTemplateRef{Name: name}},
+	}
+	_, err = e.ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{})
+	assert.NilError(t, err)
+}
+
+func (e *env) claim(t *testing.T, pool string) string {
+	t.Helper()
+	c, err := e.ext.ExtensionsV1beta1().SandboxClaims(ns).Create(context.Background(), &extv1beta1.SandboxClaim{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "test-", Namespace: ns},
+		Spec:       extv1beta1.SandboxClaimSpec{WarmPoolRef: extv1beta1.SandboxWarmPoolRef{Name: pool}},
+	}, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	return c.Name
+}
+
+func (e *env) sandboxName(t *testing.T, claim string) string {
+	c, err := e.ext.ExtensionsV1beta1().SandboxClaims(ns).Get(context.Background(), claim, metav1.GetOptions{})
+	assert.NilError(t, err)
+	return c.Status.SandboxStatus.Name
+}
+
+// podOf finds the claim's pod: the Sandbox named in the claim's status, and its pod (same name).
+func (e *env) podOf(claim string) *corev1.Pod {
+	ctx := context.Background()
+	c, err := e.ext.ExtensionsV1beta1().SandboxClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+	if err != nil || c.Status.SandboxStatus.Name == "" {
+		return nil
+	}
+	pod, err := e.cs.CoreV1().Pods(ns).Get(ctx, c.Status.SandboxStatus.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	return pod
+}
+
+// readyPod waits for the claim to be Ready and returns its pod.
+func (e *env) readyPod(t *testing.T, claim string) *corev1.Pod {
+	t.Helper()
+	start := time.Now()
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		c, err := e.ext.ExtensionsV1beta1().SandboxClaims(ns).Get(context.Background(), claim, metav1.GetOptions{})
+		if err != nil {
+			return poll.Error(err)
+		}
+		for _, cond := range c.Status.Conditions {
+			if cond.Type == "Ready" && cond.Status == metav1.ConditionTrue {
+				return poll.Success()
+			}
+		}
+		return poll.Continue("claim %s not Ready: %+v", claim, c.Status.Conditions)
+	}, poll.WithTimeout(60*time.Second), poll.WithDelay(20*time.Millisecond))
+	t.Logf("claim %s Ready after %s", claim, time.Since(start).Round(time.Millisecond))
+	pod := e.podOf(claim)
+	assert.Assert(t, pod != nil)
+	return pod
+}
+
+func (e *env) gone(pod string) poll.Check {
+	return func(poll.LogT) poll.Result {
+		p, err := e.cs.CoreV1().Pods(ns).Get(context.Background(), pod, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return poll.Success()
+		}
+		if err != nil {
+			return poll.Continue("pod %s: %v", pod, err)
+		}
+		return poll.Continue("pod %s still exists (deletionTimestamp %v, phase %s, containers %+v)",
+			pod, p.DeletionTimestamp, p.Status.Phase, p.Status.ContainerStatuses)
+	}
+}
+
+func (e *env) podByLabel(t *testing.T, selector string) *corev1.Pod {
+	t.Helper()
+	pods, err := e.cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+	assert.NilError(t, err)
+	assert.Assert(t, len(pods.Items) > 0, "no pod with %s", selector)
+	return &pods.Items[0]
+}
+
+// deployRouter creates a Deployment running a router image and waits for its pod to be Ready.
+func (e *env) deployRouter(t *testing.T) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{"app": "sandbox-router"}
+	_, err := e.cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "sandbox-router", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "router", Image: routerImage,
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+						HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)},
+					}},
+				}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	var pod *corev1.Pod
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		pods, err := e.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=sandbox-router"})
+		if err != nil {
+			return poll.Error(err)
+		}
+		for i := range pods.Items {
+			for _, c := range pods.Items[i].Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					pod = &pods.Items[i]
+					return poll.Success()
+				}
+			}
+		}
+		return poll.Continue("no Ready router pod yet (%d pods)", len(pods.Items))
+	}, poll.WithTimeout(60*time.Second), poll.WithDelay(50*time.Millisecond))
+	return pod
+}
+
+// portForward opens a client-go port-forward through kube-apiserver to the pod.
+func (e *env) portForward(t *testing.T, pod string, port int) int {
+	t.Helper()
+	transport, upgrader, err := spdy.RoundTripperFor(e.c.RESTConfig)
+	assert.NilError(t, err)
+	u := e.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("portforward").URL()
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	stop, ready := make(chan struct{}), make(chan struct{})
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{fmt.Sprintf("0:%d", port)}, stop, ready, io.Discard, io.Discard)
+	assert.NilError(t, err)
+	errc := make(chan error, 1)
+	go func() { errc <- fw.ForwardPorts() }()
+	t.Cleanup(func() { close(stop) })
+	select {
+	case <-ready:
+	case err := <-errc:
+		t.Fatalf("port-forward to %s: %v", pod, err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("port-forward to %s not ready after 30s", pod)
+	}
+	ports, err := fw.GetPorts()
+	assert.NilError(t, err)
+	return int(ports[0].Local)
+}
+
+func (e *env) exec(pod string, cmd ...string) (string, string, error) {
+	req := e.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	ex, err := remotecommand.NewSPDYExecutor(e.c.RESTConfig, http.MethodPost, req.URL())
+	if err != nil {
+		return "", "", err
+	}
+	var out, errb bytes.Buffer
+	err = ex.StreamWithContext(context.Background(), remotecommand.StreamOptions{Stdout: &out, Stderr: &errb})
+	return out.String(), errb.String(), err
+}
+
+type execResult struct {
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+	ExitCode int    `json:"exit_code"`
+}
+
+func execute(t *testing.T, u string, h http.Header, command string) execResult {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"command": command})
+	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	assert.NilError(t, err)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	assert.NilError(t, err)
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, resp.StatusCode, http.StatusOK, string(data))
+	var out execResult
+	assert.NilError(t, json.Unmarshal(data, &out), string(data))
+	return out
+}
+
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	// A zombie is dead for our purposes.
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(data), ") Z ")
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}

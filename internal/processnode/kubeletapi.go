@@ -1,0 +1,194 @@
+package processnode
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+	utilexec "k8s.io/utils/exec"
+)
+
+// The kubelet API half of the provider: what `kubectl logs`, `exec` and
+// `port-forward` reach through kube-apiserver.
+
+func (p *Provider) container(ns, pod, name string) (*podRun, *containerRun, error) {
+	r := p.get(ns, pod)
+	if r == nil {
+		return nil, nil, errdefs.NotFoundf("pod %s/%s is not on node %s", ns, pod, p.cfg.Name)
+	}
+	for _, c := range r.containers {
+		if c.spec.Name == name || name == "" {
+			return r, c, nil
+		}
+	}
+	return nil, nil, errdefs.NotFoundf("container %s is not in pod %s/%s", name, ns, pod)
+}
+
+// GetContainerLogs serves the container's log file: tail, limit and follow.
+func (p *Provider) GetContainerLogs(ctx context.Context, ns, pod, container string, opts api.ContainerLogOpts) (io.ReadCloser, error) {
+	_, c, err := p.container(ns, pod, container)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(c.logPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	offset := int64(len(data))
+	if opts.Tail > 0 {
+		data = lastLines(data, opts.Tail)
+	}
+	if opts.LimitBytes > 0 && len(data) > opts.LimitBytes {
+		data = data[:opts.LimitBytes]
+	}
+	if !opts.Follow {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		if _, err := pw.Write(data); err != nil {
+			return
+		}
+		pw.CloseWithError(followFile(ctx, c.logPath, offset, pw))
+	}()
+	return pr, nil
+}
+
+// followFile copies what is appended to path from offset until ctx ends.
+func followFile(ctx context.Context, path string, offset int64, w io.Writer) error {
+	for {
+		f, err := os.Open(path)
+		if err == nil {
+			if _, err = f.Seek(offset, io.SeekStart); err == nil {
+				var n int64
+				n, err = io.Copy(w, f)
+				offset += n
+			}
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func lastLines(data []byte, n int) []byte {
+	end := len(data)
+	if end > 0 && data[end-1] == '\n' {
+		end--
+	}
+	for i := end - 1; i >= 0; i-- {
+		if data[i] == '\n' {
+			n--
+			if n == 0 {
+				return data[i+1:]
+			}
+		}
+	}
+	return data
+}
+
+// RunInContainer runs cmd as a host process in the container's folder and
+// environment. A non-zero exit reaches kubectl as the command's exit code.
+func (p *Provider) RunInContainer(ctx context.Context, ns, pod, container string, cmd []string, attach api.AttachIO) error {
+	r, c, err := p.container(ns, pod, container)
+	if err != nil {
+		return err
+	}
+	if len(cmd) == 0 {
+		return errdefs.InvalidInput("no command given")
+	}
+	x := exec.CommandContext(ctx, cmd[0], cmd[1:]...)
+	x.Dir = filepath.Join(r.dir, c.spec.Name)
+	x.Env = containerEnv(c.spec)
+	x.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	x.Cancel = func() error { return syscall.Kill(-x.Process.Pid, syscall.SIGKILL) }
+	x.Stdin = attach.Stdin()
+	if out := attach.Stdout(); out != nil {
+		x.Stdout = out
+	}
+	if errw := attach.Stderr(); errw != nil {
+		x.Stderr = errw
+	} else if attach.TTY() {
+		x.Stderr = attach.Stdout()
+	}
+	err = x.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return utilexec.CodeExitError{Err: err, Code: exitCode(err)}
+	}
+	if err != nil {
+		return fmt.Errorf("exec in %s/%s: %w", pod, c.spec.Name, err)
+	}
+	return nil
+}
+
+// AttachToContainer is not offered: containers here have no attached terminal.
+func (p *Provider) AttachToContainer(context.Context, string, string, string, api.AttachIO) error {
+	return errdefs.InvalidInput("attach is not supported on the local process node; use exec")
+}
+
+// PortForward connects the stream to <podIP>:port.
+func (p *Provider) PortForward(ctx context.Context, ns, pod string, port int32, stream io.ReadWriteCloser) error {
+	r := p.get(ns, pod)
+	if r == nil {
+		return errdefs.NotFoundf("pod %s/%s is not on node %s", ns, pod, p.cfg.Name)
+	}
+	defer stream.Close()
+	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(int(port))))
+	if err != nil {
+		return fmt.Errorf("port-forward to %s/%s port %d: %w", ns, pod, port, err)
+	}
+	defer conn.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(conn, stream); closeWrite(conn); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(stream, conn); done <- struct{}{} }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+// GetStatsSummary reports the node and its pods without usage figures.
+func (p *Provider) GetStatsSummary(context.Context) (*statsv1alpha1.Summary, error) {
+	s := &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: p.cfg.Name, StartTime: metav1.NewTime(p.started)}}
+	pods, _ := p.GetPods(context.Background())
+	for _, pod := range pods {
+		s.Pods = append(s.Pods, statsv1alpha1.PodStats{
+			PodRef:    statsv1alpha1.PodReference{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID)},
+			StartTime: pod.CreationTimestamp,
+		})
+	}
+	return s, nil
+}
+
+// GetMetricsResource offers no resource metrics.
+func (p *Provider) GetMetricsResource(context.Context) ([]*dto.MetricFamily, error) {
+	return nil, nil
+}

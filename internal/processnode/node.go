@@ -1,0 +1,209 @@
+// Package processnode is a virtual-kubelet node whose pods are local
+// processes, each on its own loopback address. Its kubelet API serves logs,
+// exec and port-forward over TLS, so kubectl works through kube-apiserver as
+// on a real node.
+package processnode
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+)
+
+// DefaultName is the node name when Config.Name is empty.
+const DefaultName = "sandboxtest-local"
+
+// LocalNodeLabel marks nodes run by this package, so tools can tell the local cluster apart.
+const LocalNodeLabel = "sandboxtest.io/local-node"
+
+// Config configures a process node.
+type Config struct {
+	Name       string               // node name; default DefaultName
+	Client     kubernetes.Interface // required
+	Kubeconfig string               // handed to pods that talk to the API server (the router)
+	Dir        string               // pods' folders and container logs; required
+	Runners    *Registry            // required; see DefaultRegistry
+	// ClientCA, when set (PEM), makes the kubelet API require client
+	// certificates it signed, as kube-apiserver presents with --kubelet-client-certificate.
+	ClientCA []byte
+	Log      io.Writer // node lifecycle lines; default discard
+}
+
+// Node is a running process node.
+type Node struct {
+	Provider *Provider
+	// Addr is the kubelet API's host:port.
+	Addr   string
+	vk     *nodeutil.Node
+	cancel context.CancelFunc
+	events record.EventBroadcaster
+}
+
+// Start registers the node and returns once kube-apiserver shows it Ready.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.Client == nil || cfg.Dir == "" || cfg.Runners == nil {
+		return nil, errors.New("processnode: Client, Dir and Runners are required")
+	}
+	ips, err := claimIPBlock()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ips.close()
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close() // virtual-kubelet listens itself; the port was free a moment ago
+	tlsCfg, err := kubeletTLS(cfg.ClientCA)
+	if err != nil {
+		ips.close()
+		return nil, err
+	}
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+
+	eb := record.NewBroadcaster()
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cfg.Client.CoreV1().Events("")})
+	runCtx, cancel := context.WithCancel(context.Background())
+	p := &Provider{
+		cfg: cfg, runners: cfg.Runners, ips: ips, ctx: runCtx, started: time.Now(),
+		pods:     map[string]*podRun{},
+		recorder: eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "sandboxtest-process-node", Host: cfg.Name}),
+	}
+	mux := http.NewServeMux()
+	vk, err := nodeutil.NewNode(cfg.Name,
+		func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
+			describeNode(pc.Node, port)
+			return p, nil, nil
+		},
+		nodeutil.WithClient(cfg.Client),
+		nodeutil.AttachProviderRoutes(mux),
+		func(c *nodeutil.NodeConfig) error {
+			c.HTTPListenAddr = addr
+			c.TLSConfig = tlsCfg
+			c.Handler = mux
+			c.EventRecorder = p.recorder
+			c.NumWorkers = 4
+			return nil
+		},
+	)
+	if err != nil {
+		cancel()
+		eb.Shutdown()
+		ips.close()
+		return nil, fmt.Errorf("processnode: %w", err)
+	}
+	n := &Node{Provider: p, Addr: addr, vk: vk, cancel: cancel, events: eb}
+	go func() { _ = vk.Run(runCtx) }()
+	if err := vk.WaitReady(ctx, 60*time.Second); err != nil {
+		n.Stop()
+		return nil, fmt.Errorf("processnode: node %s did not become ready: %w", cfg.Name, err)
+	}
+	fmt.Fprintf(cfg.Log, "sandboxtest: node %s ready (kubelet API https://%s, pod addresses 127.%d.0.0/16)\n", cfg.Name, addr, ips.block)
+	return n, nil
+}
+
+// Stop ends every pod's processes and the node's controllers. The Node
+// object stays in the API; a later Start with the same name takes it over.
+func (n *Node) Stop() {
+	n.Provider.stopAll(5 * time.Second)
+	n.cancel()
+	select {
+	case <-n.vk.Done():
+	case <-time.After(10 * time.Second):
+	}
+	n.events.Shutdown()
+	n.Provider.ips.close()
+}
+
+// describeNode fills in what the scheduler and kube-apiserver need: capacity,
+// the loopback address, and where the kubelet API listens.
+func describeNode(nd *corev1.Node, port int) {
+	nd.Labels[LocalNodeLabel] = "true"
+	nd.Labels[corev1.LabelOSStable] = "linux"
+	nd.Labels[corev1.LabelArchStable] = runtime.GOARCH
+	res := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("64"),
+		corev1.ResourceMemory: resource.MustParse("256Gi"),
+		corev1.ResourcePods:   resource.MustParse("1000"),
+	}
+	nd.Status.Capacity, nd.Status.Allocatable = res, res
+	// No Hostname address: kube-apiserver prefers it and the node name does not resolve.
+	nd.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: loopbackHostIP}}
+	nd.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
+	nd.Status.NodeInfo = corev1.NodeSystemInfo{
+		KubeletVersion:  "v1.36.3-sandboxtest",
+		OperatingSystem: "linux",
+		Architecture:    runtime.GOARCH,
+		OSImage:         "sandboxtest process node",
+	}
+	for i := range nd.Status.Conditions {
+		if nd.Status.Conditions[i].Type != corev1.NodeReady {
+			nd.Status.Conditions[i].Status = corev1.ConditionFalse
+		}
+	}
+}
+
+// kubeletTLS makes a self-signed serving certificate for 127.0.0.1;
+// kube-apiserver does not verify kubelet certificates unless told to.
+func kubeletTLS(clientCA []byte) (*tls.Config, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "sandboxtest-process-node"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP(loopbackHostIP)},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+	}
+	if len(clientCA) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(clientCA) {
+			return nil, errors.New("processnode: ClientCA holds no PEM certificate")
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}

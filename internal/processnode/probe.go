@@ -1,0 +1,165 @@
+package processnode
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// probeReadiness marks the container Ready when its readinessProbe passes
+// (at once when it has none). Until the first success it probes every 50ms,
+// not every periodSeconds, so a fresh sandbox is Ready as soon as it serves.
+func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Instance) {
+	probe := c.spec.ReadinessProbe
+	if probe == nil {
+		r.setReady(c, inst, true)
+		return
+	}
+	if d := time.Duration(probe.InitialDelaySeconds) * time.Second; d > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+	period := time.Duration(max(probe.PeriodSeconds, 1)) * time.Second
+	timeout := time.Duration(max(probe.TimeoutSeconds, 1)) * time.Second
+	success, failure := max(probe.SuccessThreshold, 1), max(probe.FailureThreshold, 3)
+	var okRun, failRun int32
+	ready := false
+	for {
+		err := r.runProbe(ctx, c, probe, timeout)
+		if err == nil {
+			okRun, failRun = okRun+1, 0
+		} else {
+			okRun, failRun = 0, failRun+1
+		}
+		switch {
+		case !ready && okRun >= success:
+			ready = true
+			r.setReady(c, inst, true)
+		case ready && failRun >= failure:
+			ready = false
+			r.setReady(c, inst, false)
+			r.p.event(r.pod, corev1.EventTypeWarning, "Unhealthy", fmt.Sprintf("Readiness probe failed for %s: %v", c.spec.Name, err))
+		}
+		wait := period
+		if !ready {
+			wait = 50 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (r *podRun) setReady(c *containerRun, inst Instance, ready bool) {
+	r.mu.Lock()
+	changed := c.inst == inst && c.ready != ready
+	if changed {
+		c.ready = ready
+	}
+	r.mu.Unlock()
+	if changed {
+		r.p.notify(r)
+	}
+}
+
+// runProbe runs one httpGet, tcpSocket or exec check against the pod's address.
+func (r *podRun) runProbe(ctx context.Context, c *containerRun, probe *corev1.Probe, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch {
+	case probe.HTTPGet != nil:
+		g := probe.HTTPGet
+		port, err := resolvePort(g.Port, c.spec)
+		if err != nil {
+			return err
+		}
+		host := r.ip
+		if g.Host != "" {
+			host = g.Host
+		}
+		scheme := "http"
+		if g.Scheme == corev1.URISchemeHTTPS {
+			scheme = "https"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+net.JoinHostPort(host, strconv.Itoa(port))+g.Path, nil)
+		if err != nil {
+			return err
+		}
+		for _, h := range g.HTTPHeaders {
+			req.Header.Add(h.Name, h.Value)
+		}
+		resp, err := probeClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+		}
+		return nil
+	case probe.TCPSocket != nil:
+		port, err := resolvePort(probe.TCPSocket.Port, c.spec)
+		if err != nil {
+			return err
+		}
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(port)))
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	case probe.Exec != nil:
+		if len(probe.Exec.Command) == 0 {
+			return fmt.Errorf("exec probe has no command")
+		}
+		cmd := exec.CommandContext(ctx, probe.Exec.Command[0], probe.Exec.Command[1:]...)
+		cmd.Dir = r.dir + "/" + c.spec.Name
+		cmd.Env = containerEnv(c.spec)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("exec probe %v: %v: %s", probe.Exec.Command, err, out)
+		}
+		return nil
+	case probe.GRPC != nil:
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(int(probe.GRPC.Port))))
+		if err != nil {
+			return err
+		}
+		return conn.Close() // a listening port; the gRPC health protocol is not spoken here
+	}
+	return nil
+}
+
+var probeClient = &http.Client{
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
+
+// resolvePort turns a number or a named container port into a number.
+func resolvePort(p intstr.IntOrString, c corev1.Container) (int, error) {
+	if p.Type == intstr.Int {
+		return p.IntValue(), nil
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return int(cp.ContainerPort), nil
+		}
+	}
+	if n, err := strconv.Atoi(p.StrVal); err == nil {
+		return n, nil
+	}
+	return 0, fmt.Errorf("container %s has no port named %q", c.Name, p.StrVal)
+}

@@ -1,0 +1,303 @@
+// Package runtimeserver is a Go re-implementation of the HTTP API served by
+// agent-sandbox's python runtime (examples/python-runtime-sandbox/main.py),
+// for sandboxes that run as local processes. Status codes and JSON shapes
+// follow upstream so that the upstream Go client works unchanged.
+package runtimeserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultExecTimeout is upstream's SANDBOX_EXEC_TIMEOUT_SECONDS default.
+const DefaultExecTimeout = 300 * time.Second
+
+// Server serves the runtime API. The zero value is not usable: Root must be
+// set. A Server must not be copied after first use.
+type Server struct {
+	Root        string        // sandbox root; every path is confined to it (like /app upstream)
+	ExecTimeout time.Duration // default 300s (upstream SANDBOX_EXEC_TIMEOUT_SECONDS)
+	Env         []string      // environment for executed commands (nil: os.Environ())
+	Log         io.Writer     // access log, one line per request (nil: discard)
+
+	mu      sync.Mutex
+	closed  bool
+	running map[int]struct{} // process group ids of running commands
+	logMu   sync.Mutex
+}
+
+// Handler returns the HTTP handler for the runtime API.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		s.route(rec, r)
+		s.logRequest(r, rec.status)
+	})
+}
+
+// route dispatches on the escaped path so that an encoded '/' (%2F) inside a
+// file path can never be mistaken for a route separator, and so that no
+// path cleaning or redirect happens before confinement is checked.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.EscapedPath()
+	switch p {
+	case "/":
+		if allow(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "message": "Sandbox Runtime is active."})
+		}
+		return
+	case "/execute":
+		if allow(w, r, http.MethodPost) {
+			s.handleExecute(w, r)
+		}
+		return
+	case "/upload":
+		if allow(w, r, http.MethodPost) {
+			s.handleUpload(w, r)
+		}
+		return
+	}
+	for _, rt := range []struct {
+		prefix string
+		handle func(http.ResponseWriter, *http.Request, string)
+	}{
+		{"/download/", s.handleDownload},
+		{"/list/", s.handleList},
+		{"/exists/", s.handleExists},
+	} {
+		rest, ok := strings.CutPrefix(p, rt.prefix)
+		if !ok {
+			continue
+		}
+		if !allow(w, r, http.MethodGet) {
+			return
+		}
+		// Upstream unquotes a second time after the ASGI server already
+		// decoded the path; decoding once keeps names containing '%' intact.
+		path, err := url.PathUnescape(rest)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, detail("Invalid path encoding"))
+			return
+		}
+		rt.handle(w, r, path)
+		return
+	}
+	writeJSON(w, http.StatusNotFound, detail("Not Found"))
+}
+
+// allow answers 405 the way Starlette does when the route exists but the
+// method does not; GET routes also take HEAD, as in Starlette.
+func allow(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
+		return true
+	}
+	if method == http.MethodGet {
+		w.Header().Set("Allow", "GET, HEAD")
+	} else {
+		w.Header().Set("Allow", method)
+	}
+	writeJSON(w, http.StatusMethodNotAllowed, detail("Method Not Allowed"))
+	return false
+}
+
+func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
+	cmd, problem := decodeExecuteRequest(r.Body)
+	if problem != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{problem}})
+		return
+	}
+	res, err := s.execute(r.Context(), cmd)
+	if errors.Is(err, errClosed) {
+		writeJSON(w, http.StatusServiceUnavailable, detail(err.Error()))
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// decodeExecuteRequest validates the body like FastAPI/pydantic would for
+// ExecuteRequest{command: str}, returning a pydantic-style error on failure.
+func decodeExecuteRequest(body io.Reader) (string, map[string]any) {
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return "", map[string]any{"type": "json_invalid", "loc": []any{"body", 0}, "msg": "JSON decode error", "input": map[string]any{}, "ctx": map[string]any{"error": err.Error()}}
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", map[string]any{"type": "json_invalid", "loc": []any{"body", 0}, "msg": "JSON decode error", "input": map[string]any{}, "ctx": map[string]any{"error": err.Error()}}
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return "", map[string]any{"type": "model_attributes_type", "loc": []any{"body"}, "msg": "Input should be a valid dictionary or object to extract fields from", "input": v}
+	}
+	c, present := obj["command"]
+	if !present {
+		return "", map[string]any{"type": "missing", "loc": []any{"body", "command"}, "msg": "Field required", "input": obj}
+	}
+	cmd, ok := c.(string)
+	if !ok {
+		return "", map[string]any{"type": "string_type", "loc": []any{"body", "command"}, "msg": "Input should be a valid string", "input": c}
+	}
+	return cmd, nil
+}
+
+func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
+	// Like Starlette, the whole form is received (spooled to disk past
+	// 32 MB) before the target is opened, so a broken upload never
+	// truncates an existing file.
+	if err := r.ParseMultipartForm(32 << 20); err != nil {
+		if errors.Is(err, http.ErrNotMultipart) {
+			writeJSON(w, http.StatusUnprocessableEntity, missingFile())
+		} else {
+			writeJSON(w, http.StatusBadRequest, detail("There was an error parsing the body"))
+		}
+		return
+	}
+	defer r.MultipartForm.RemoveAll()
+	files := r.MultipartForm.File["file"]
+	if len(files) == 0 {
+		writeJSON(w, http.StatusUnprocessableEntity, missingFile())
+		return
+	}
+	fh := files[0]
+	// mime/multipart reduces the filename to its base name; upstream uses
+	// it as a path relative to the root, so take it from the raw header.
+	name := fh.Filename
+	if _, params, err := mime.ParseMediaType(fh.Header.Get("Content-Disposition")); err == nil && params["filename"] != "" {
+		name = params["filename"]
+	}
+	ok, err := s.writeUpload(name, fh.Open)
+	switch {
+	case !ok:
+		writeJSON(w, http.StatusForbidden, message("Access denied"))
+	case err != nil:
+		writeJSON(w, http.StatusInternalServerError, message("File upload failed: "+err.Error()))
+	default:
+		writeJSON(w, http.StatusOK, message(fmt.Sprintf("File '%s' uploaded successfully.", name)))
+	}
+}
+
+func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request, path string) {
+	f, ok, err := s.openFile(path)
+	if !ok {
+		writeJSON(w, http.StatusForbidden, message("Access denied"))
+		return
+	}
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, message("File not found"))
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		writeJSON(w, http.StatusNotFound, message("File not found"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", contentDisposition(path))
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+func (s *Server) handleList(w http.ResponseWriter, _ *http.Request, path string) {
+	entries, ok, err := s.list(path)
+	switch {
+	case !ok:
+		writeJSON(w, http.StatusForbidden, message("Access denied"))
+	case errors.Is(err, errNotDir):
+		writeJSON(w, http.StatusNotFound, message("Path is not a directory"))
+	case err != nil:
+		writeJSON(w, http.StatusInternalServerError, message("List files failed: "+err.Error()))
+	default:
+		writeJSON(w, http.StatusOK, entries)
+	}
+}
+
+func (s *Server) handleExists(w http.ResponseWriter, _ *http.Request, path string) {
+	exists, ok := s.exists(path)
+	if !ok {
+		writeJSON(w, http.StatusForbidden, message("Access denied"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"path": path, "exists": exists})
+}
+
+// Upstream's own handlers answer {"message": ...}; only framework-level
+// errors (404 route, 405, 422) use FastAPI's {"detail": ...}.
+func message(m string) map[string]string { return map[string]string{"message": m} }
+func detail(d string) map[string]string  { return map[string]string{"detail": d} }
+
+func missingFile() map[string]any {
+	return map[string]any{"detail": []any{map[string]any{"type": "missing", "loc": []any{"body", "file"}, "msg": "Field required", "input": nil}}}
+}
+
+// writeJSON encodes like Starlette's JSONResponse: compact, no HTML
+// escaping, no trailing newline.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"detail":"Internal Server Error"}` + "\n")
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// contentDisposition mirrors Starlette's FileResponse(filename=...).
+func contentDisposition(name string) string {
+	if q := pyQuote(name); q != name {
+		return "attachment; filename*=utf-8''" + q
+	}
+	return `attachment; filename="` + name + `"`
+}
+
+// pyQuote is Python's urllib.parse.quote with its default safe="/".
+func pyQuote(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("_.-~/", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// logRequest writes a uvicorn-style access line.
+func (s *Server) logRequest(r *http.Request, status int) {
+	if s.Log == nil {
+		return
+	}
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	fmt.Fprintf(s.Log, "INFO:     %s - \"%s %s HTTP/%d.%d\" %d %s\n",
+		r.RemoteAddr, r.Method, r.URL.RequestURI(), r.ProtoMajor, r.ProtoMinor, status, http.StatusText(status))
+}
