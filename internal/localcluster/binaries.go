@@ -45,6 +45,24 @@ type buildGroup struct {
 	// module writes go.mod and sources into dir.
 	module func(ctx context.Context, g buildGroup, dir string) error
 	note   string // shown on first build
+	// ldflags stamp versions the way upstream release builds do.
+	ldflags string
+}
+
+// buildRecipe is part of every cache key: bump it when the way binaries are
+// built changes (flags, scratch modules), so caches rebuild.
+const buildRecipe = "b2"
+
+func (g buildGroup) cacheKey() string { return g.name + "-" + g.version + "-" + buildRecipe }
+
+// kubeVersionFlags makes kube-apiserver report v1.36.3 (kubectl version, discovery).
+func kubeVersionFlags(v string) string {
+	minor := strings.Split(strings.TrimPrefix(v, "v"), ".")[1]
+	var b []string
+	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		b = append(b, "-X", pkg+".gitVersion="+v, "-X", pkg+".gitMajor=1", "-X", pkg+".gitMinor="+minor, "-X", pkg+".gitTreeState=clean")
+	}
+	return strings.Join(b, " ")
 }
 
 var buildGroups = []buildGroup{
@@ -65,8 +83,9 @@ var buildGroups = []buildGroup{
 			BinControllerManager: "k8s.io/kubernetes/cmd/kube-controller-manager",
 			BinScheduler:         "k8s.io/kubernetes/cmd/kube-scheduler",
 		},
-		module: kubernetesModule,
-		note:   "first run only, several minutes",
+		module:  kubernetesModule,
+		note:    "first run only, several minutes",
+		ldflags: kubeVersionFlags(KubernetesVersion),
 	},
 	{
 		name:    "agent-sandbox",
@@ -159,14 +178,14 @@ func (b *Builder) Ensure(ctx context.Context) (map[string]string, error) {
 
 // ensureGroup builds one group under a file lock, into bin/<name>-<version>.
 func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error) {
-	final := filepath.Join(b.CacheDir, "bin", g.name+"-"+g.version)
+	final := filepath.Join(b.CacheDir, "bin", g.cacheKey())
 	if groupComplete(final, g) {
 		return final, nil
 	}
 	if err := os.MkdirAll(filepath.Join(b.CacheDir, "bin"), 0o755); err != nil {
 		return "", err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(b.CacheDir, "bin", g.name+"-"+g.version+".lock"), b.Log)
+	unlock, err := lockFile(ctx, filepath.Join(b.CacheDir, "bin", g.cacheKey()+".lock"), b.Log)
 	if err != nil {
 		return "", err
 	}
@@ -182,7 +201,7 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 	fmt.Fprintf(b.Log, "sandboxtest: building %s %s (%s) into %s\n", strings.Join(names, ", "), g.version, g.note, final)
 	start := time.Now()
 
-	src := filepath.Join(b.CacheDir, "src", g.name+"-"+g.version)
+	src := filepath.Join(b.CacheDir, "src", g.cacheKey())
 	if err := os.RemoveAll(src); err != nil {
 		return "", err
 	}
@@ -198,7 +217,11 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 		return "", err
 	}
 	for _, name := range names {
-		if err := b.goCmd(ctx, src, "build", "-o", filepath.Join(tmp, name), g.binaries[name]); err != nil {
+		args := []string{"build", "-o", filepath.Join(tmp, name)}
+		if g.ldflags != "" {
+			args = append(args, "-ldflags", g.ldflags)
+		}
+		if err := b.goCmd(ctx, src, append(args, g.binaries[name])...); err != nil {
 			return "", fmt.Errorf("building %s %s: %w", name, g.version, err)
 		}
 	}
@@ -314,7 +337,7 @@ func writeFiles(dir string, files map[string]string) error {
 }
 
 func etcdModule(ctx context.Context, _ buildGroup, dir string) error {
-	mod, err := scratchGoMod(ctx, "sandboxtest.local/etcd", "go.etcd.io/etcd/server/v3", EtcdVersion)
+	mod, err := scratchGoMod(ctx, "sandboxtest.local/etcd", "go.etcd.io/etcd/server/v3", EtcdVersion, "")
 	if err != nil {
 		return err
 	}
@@ -334,7 +357,7 @@ func main() { etcdmain.Main(os.Args) }
 }
 
 func kubernetesModule(ctx context.Context, g buildGroup, dir string) error {
-	mod, err := scratchGoMod(ctx, "sandboxtest.local/kubernetes", "k8s.io/kubernetes", KubernetesVersion)
+	mod, err := scratchGoMod(ctx, "sandboxtest.local/kubernetes", "k8s.io/kubernetes", KubernetesVersion, "v0"+strings.TrimPrefix(KubernetesVersion, "v1"))
 	if err != nil {
 		return err
 	}
@@ -342,7 +365,7 @@ func kubernetesModule(ctx context.Context, g buildGroup, dir string) error {
 }
 
 func agentSandboxModule(ctx context.Context, g buildGroup, dir string) error {
-	mod, err := scratchGoMod(ctx, "sandboxtest.local/agentsandbox", "sigs.k8s.io/agent-sandbox", AgentSandboxVersion)
+	mod, err := scratchGoMod(ctx, "sandboxtest.local/agentsandbox", "sigs.k8s.io/agent-sandbox", AgentSandboxVersion, "")
 	if err != nil {
 		return err
 	}
@@ -352,10 +375,12 @@ func agentSandboxModule(ctx context.Context, g buildGroup, dir string) error {
 // scratchGoMod writes a go.mod that requires path@version and every module
 // that path's own go.mod requires, at the same versions, so the build uses
 // upstream's pins and needs no `go mod tidy` (which would fetch the test
-// dependencies of every package). Replaces pointing at local folders (the
-// Kubernetes staging modules) become the published module at the matching
-// v0 version: v1.36.3 -> v0.36.3.
-func scratchGoMod(ctx context.Context, name, path, version string) (string, error) {
+// dependencies of every package). Replaces pointing at local folders become
+// the published module at localVersion (the Kubernetes staging modules,
+// required as v0.0.0, are published as v0.36.3 for v1.36.3); with
+// localVersion empty they are dropped (etcd's sibling modules are required
+// at their real versions already).
+func scratchGoMod(ctx context.Context, name, path, version, localVersion string) (string, error) {
 	_, gomodPath, err := moduleInfo(ctx, path, version)
 	if err != nil {
 		return "", err
@@ -368,7 +393,6 @@ func scratchGoMod(ctx context.Context, name, path, version string) (string, erro
 	if err != nil {
 		return "", fmt.Errorf("parsing %s: %w", gomodPath, err)
 	}
-	stagingVersion := "v0" + strings.TrimPrefix(version, "v1")
 	var b strings.Builder
 	fmt.Fprintf(&b, "module %s\n\ngo 1.26\n\nrequire (\n\t%s %s\n", name, path, version)
 	for _, r := range upstream.Require {
@@ -379,7 +403,9 @@ func scratchGoMod(ctx context.Context, name, path, version string) (string, erro
 	for _, r := range upstream.Replace {
 		switch {
 		case strings.HasPrefix(r.New.Path, "./") || strings.HasPrefix(r.New.Path, "../"):
-			replaces = append(replaces, fmt.Sprintf("\t%s => %s %s\n", r.Old.Path, r.Old.Path, stagingVersion))
+			if localVersion != "" {
+				replaces = append(replaces, fmt.Sprintf("\t%s => %s %s\n", r.Old.Path, r.Old.Path, localVersion))
+			}
 		case r.New.Version != "":
 			replaces = append(replaces, fmt.Sprintf("\t%s => %s %s\n", r.Old.Path, r.New.Path, r.New.Version))
 		}

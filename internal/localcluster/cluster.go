@@ -38,7 +38,9 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 		return nil, err
 	}
 	c := &Cluster{ControlPlane: cp}
-	c.watchSignals()
+	if !opts.OwnSignals {
+		c.watchSignals()
+	}
 	cs, err := kubernetes.NewForConfig(cp.RESTConfig)
 	if err != nil {
 		c.Stop()

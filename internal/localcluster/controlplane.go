@@ -53,6 +53,10 @@ type Options struct {
 	Builder *Builder
 	// StartTimeout bounds each start-up step (not the build). Default 60s.
 	StartTimeout time.Duration
+	// OwnSignals means the caller handles SIGINT/SIGTERM itself (a daemon
+	// that stops the cluster and cleans up); otherwise Start stops the
+	// cluster on those signals and re-raises them.
+	OwnSignals bool
 }
 
 // ControlPlane is a running local control plane: etcd, kube-apiserver,
