@@ -178,7 +178,15 @@ func TestLocalCluster(t *testing.T) {
 
 func (e *env) createTemplate(t *testing.T, name, image string) {
 	t.Helper()
-	ctx := context.Background()
+	tmpl, pool := templateAndPool(name, image)
+	_, err := e.ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(context.Background(), tmpl, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	_, err = e.ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(context.Background(), pool, metav1.CreateOptions{})
+	assert.NilError(t, err)
+}
+
+// templateAndPool is a one-container template serving on 8888 and its cold pool.
+func templateAndPool(name, image string) (*extv1beta1.SandboxTemplate, *extv1beta1.SandboxWarmPool) {
 	tmpl := &extv1beta1.SandboxTemplate{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: extv1beta1.SandboxTemplateSpec{SandboxBlueprint: sandboxv1beta1.SandboxBlueprint{
@@ -191,22 +199,23 @@ func (e *env) createTemplate(t *testing.T, name, image string) {
 			}}}},
 		}},
 	}
-	_, err := e.ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{})
-	assert.NilError(t, err)
 	pool := &extv1beta1.SandboxWarmPool{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec:       extv1beta1.SandboxWarmPoolSpec{Replicas: new(int32), TemplateRef: extv1beta1.SandboxTemplateRef{Name: name}},
 	}
-	_, err = e.ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{})
-	assert.NilError(t, err)
+	return tmpl, pool
+}
+
+func newClaim(pool string) *extv1beta1.SandboxClaim {
+	return &extv1beta1.SandboxClaim{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "test-", Namespace: ns},
+		Spec:       extv1beta1.SandboxClaimSpec{WarmPoolRef: extv1beta1.SandboxWarmPoolRef{Name: pool}},
+	}
 }
 
 func (e *env) claim(t *testing.T, pool string) string {
 	t.Helper()
-	c, err := e.ext.ExtensionsV1beta1().SandboxClaims(ns).Create(context.Background(), &extv1beta1.SandboxClaim{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "test-", Namespace: ns},
-		Spec:       extv1beta1.SandboxClaimSpec{WarmPoolRef: extv1beta1.SandboxWarmPoolRef{Name: pool}},
-	}, metav1.CreateOptions{})
+	c, err := e.ext.ExtensionsV1beta1().SandboxClaims(ns).Create(context.Background(), newClaim(pool), metav1.CreateOptions{})
 	assert.NilError(t, err)
 	return c.Name
 }
@@ -279,22 +288,7 @@ func (e *env) podByLabel(t *testing.T, selector string) *corev1.Pod {
 func (e *env) deployRouter(t *testing.T) *corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
-	labels := map[string]string{"app": "sandbox-router"}
-	_, err := e.cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "sandbox-router", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "router", Image: routerImage,
-					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
-						HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)},
-					}},
-				}}},
-			},
-		},
-	}, metav1.CreateOptions{})
+	_, err := e.cs.AppsV1().Deployments(ns).Create(ctx, routerDeployment(), metav1.CreateOptions{})
 	assert.NilError(t, err)
 	var pod *corev1.Pod
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
@@ -313,6 +307,26 @@ func (e *env) deployRouter(t *testing.T) *corev1.Pod {
 		return poll.Continue("no Ready router pod yet (%d pods)", len(pods.Items))
 	}, poll.WithTimeout(60*time.Second), poll.WithDelay(50*time.Millisecond))
 	return pod
+}
+
+// routerDeployment runs a router image, Ready when its /readyz answers.
+func routerDeployment() *appsv1.Deployment {
+	labels := map[string]string{"app": "sandbox-router"}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "sandbox-router", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "router", Image: routerImage,
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+						HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)},
+					}},
+				}}},
+			},
+		},
+	}
 }
 
 // portForward opens a client-go port-forward through kube-apiserver to the pod.
