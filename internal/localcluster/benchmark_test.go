@@ -1,0 +1,111 @@
+package localcluster_test
+
+import (
+	"context"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
+	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
+
+	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+)
+
+// BenchmarkStart measures starting (and stopping) a whole local cluster with
+// cached binaries: go test -bench Start -benchtime 5x ./internal/localcluster
+func BenchmarkStart(b *testing.B) {
+	var startTimes []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		c, err := localcluster.Start(context.Background(), localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		startTimes = append(startTimes, time.Since(t0))
+		b.StopTimer()
+		c.Stop()
+		b.StartTimer()
+	}
+	reportPercentiles(b, "start", startTimes)
+}
+
+// BenchmarkColdClaimReady measures SandboxClaim creation to Ready=True on a
+// cold pool (replicas 0), watched, one claim at a time; each claim is deleted
+// before the next: go test -bench ColdClaim -benchtime 20x ./internal/localcluster
+func BenchmarkColdClaimReady(b *testing.B) {
+	ctx := context.Background()
+	c, err := localcluster.Start(ctx, localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Stop()
+	ext := extclient.NewForConfigOrDie(c.RESTConfig)
+	tmpl, pool := templateAndPool("bench", runtimeImage)
+	if _, err := ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		d, name, err := claimReady(ctx, ext, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, d)
+		b.StopTimer()
+		_ = ext.ExtensionsV1beta1().SandboxClaims(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		b.StartTimer()
+	}
+	reportPercentiles(b, "ready", lat)
+}
+
+// claimReady creates a claim and watches it until Ready=True.
+func claimReady(ctx context.Context, ext extclient.Interface, pool string) (time.Duration, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	claims := ext.ExtensionsV1beta1().SandboxClaims(ns)
+	t0 := time.Now()
+	claim, err := claims.Create(ctx, newClaim(pool), metav1.CreateOptions{})
+	if err != nil {
+		return 0, "", err
+	}
+	w, err := claims.Watch(ctx, metav1.ListOptions{
+		FieldSelector:   fields.OneTermEqualSelector("metadata.name", claim.Name).String(),
+		ResourceVersion: claim.ResourceVersion,
+	})
+	if err != nil {
+		return 0, claim.Name, err
+	}
+	defer w.Stop()
+	for ev := range w.ResultChan() {
+		if ev.Type != watch.Modified {
+			continue
+		}
+		cl := ev.Object.(*extv1beta1.SandboxClaim)
+		for _, cond := range cl.Status.Conditions {
+			if cond.Type == "Ready" && cond.Status == metav1.ConditionTrue {
+				return time.Since(t0), claim.Name, nil
+			}
+		}
+	}
+	return 0, claim.Name, ctx.Err()
+}
+
+func reportPercentiles(b *testing.B, what string, ds []time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	slices.Sort(ds)
+	at := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))] }
+	b.ReportMetric(float64(at(0.50).Microseconds())/1000, what+"-p50-ms")
+	b.ReportMetric(float64(at(0.95).Microseconds())/1000, what+"-p95-ms")
+	b.ReportMetric(float64(ds[len(ds)-1].Microseconds())/1000, what+"-max-ms")
+}
