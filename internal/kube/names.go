@@ -1,0 +1,33 @@
+// Package kube holds what sandboxtest does with the Kubernetes API: names
+// and labels it owns, server-side apply, claims, pools, checks, gathering.
+package kube
+
+// Objects sandboxtest-setup deploys, and that the test harness looks for.
+const (
+	RouterDeployment     = "sandbox-router"
+	RouterService        = "sandbox-router-svc"
+	RouterServiceAccount = "sandbox-router"
+	RouterPort           = 8080  // the proxy port of the router and its Service
+	RouterProbePort      = 8081  // /healthz and /readyz
+	RouterAppLabel       = "app" // the label the default template NetworkPolicy admits
+	RouterAppValue       = "sandbox-router"
+
+	// FieldManager is the server-side apply field manager of everything sandboxtest applies.
+	FieldManager = "sandboxtest"
+
+	// LocalGatewayClass is the GatewayClass the local cluster programs itself.
+	LocalGatewayClass = "sandboxtest-local"
+)
+
+// Labels sandboxtest puts on what it creates, so gc and doctor can find them.
+const (
+	LabelCreatedBy      = "agents.x-k8s.io/created-by" // upstream's label; value CreatedByValue
+	CreatedByValue      = "sandboxtest"
+	LabelRunID          = "sandboxtest.io/run-id"
+	LabelTest           = "sandboxtest.io/test"
+	LabelColdPool       = "sandboxtest.io/cold-pool" // "true" on pools sandboxtest created on demand
+	LabelManagedBy      = "app.kubernetes.io/managed-by"
+	ManagedByValue      = "sandboxtest"
+	LabelGateway        = "sandboxtest.io/gateway" // marks Gateways the harness may use in CI
+	AnnotationCreatedAt = "sandboxtest.io/created-at"
+)
