@@ -20,9 +20,10 @@ type Cluster struct {
 	*ControlPlane
 	Node *processnode.Node
 
-	stopOnce sync.Once
-	stopErr  error
-	signals  chan os.Signal
+	stopGateways context.CancelFunc
+	stopOnce     sync.Once
+	stopErr      error
+	signals      chan os.Signal
 }
 
 // Start starts the control plane and the process node and returns once the
@@ -62,6 +63,12 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 		c.Stop()
 		return nil, fmt.Errorf("localcluster: starting the process node: %w", err)
 	}
+	var gwCtx context.Context
+	gwCtx, c.stopGateways = context.WithCancel(context.Background())
+	if err := startGatewayController(gwCtx, cp.RESTConfig); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("localcluster: starting the gateway controller: %w", err)
+	}
 	c.logf("local cluster ready in %s; export KUBECONFIG=%s", since(started), cp.Kubeconfig)
 	return c, nil
 }
@@ -72,6 +79,9 @@ func (c *Cluster) Stop() error {
 		if c.signals != nil {
 			signal.Stop(c.signals)
 			close(c.signals)
+		}
+		if c.stopGateways != nil {
+			c.stopGateways()
 		}
 		if c.Node != nil {
 			c.Node.Stop()

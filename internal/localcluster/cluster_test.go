@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -31,6 +32,8 @@ import (
 	asclient "sigs.k8s.io/agent-sandbox/clients/k8s/clientset/versioned"
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/agentsandbox/sandboxtest/internal/localcluster"
 	"github.com/agentsandbox/sandboxtest/internal/processnode"
@@ -44,6 +47,7 @@ const (
 
 type env struct {
 	c   *localcluster.Cluster
+	gw  gwclient.Interface
 	cs  kubernetes.Interface
 	as  asclient.Interface
 	ext extclient.Interface
@@ -58,6 +62,7 @@ func TestLocalCluster(t *testing.T) {
 	t.Cleanup(func() { c.Stop() })
 	e := &env{c: c,
 		cs:  kubernetes.NewForConfigOrDie(c.RESTConfig),
+		gw:  gwclient.NewForConfigOrDie(c.RESTConfig),
 		as:  asclient.NewForConfigOrDie(c.RESTConfig),
 		ext: extclient.NewForConfigOrDie(c.RESTConfig),
 	}
@@ -79,19 +84,16 @@ func TestLocalCluster(t *testing.T) {
 		assert.Check(t, is.Equal(pod.Status.Phase, corev1.PodRunning))
 
 		port := e.portForward(t, pod.Name, 8888)
-		t.Log("port-forward up")
 		out := execute(t, fmt.Sprintf("http://127.0.0.1:%d/execute", port), nil, "echo hi")
 		assert.Check(t, is.Equal(out.Stdout, "hi\n"))
 		assert.Check(t, is.Equal(out.ExitCode, 0))
 
-		t.Log("executed")
 		stdout, stderr, err := e.exec(pod.Name, "echo", "hi")
 		assert.NilError(t, err, stderr)
 		assert.Check(t, is.Equal(stdout, "hi\n"))
 		_, _, err = e.exec(pod.Name, "sh", "-c", "exit 3")
 		assert.Check(t, is.ErrorContains(err, "exit code 3"))
 
-		t.Log("exec done")
 		logs, err := e.cs.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
 		assert.NilError(t, err)
 		assert.Check(t, is.Contains(string(logs), "POST /execute"))
@@ -161,6 +163,34 @@ func TestLocalCluster(t *testing.T) {
 			found = found || ev.Reason == "NoRunner"
 		}
 		assert.Check(t, found, "no NoRunner event for %s", pod.Name)
+	})
+
+	t.Run("local gateway", func(t *testing.T) {
+		router := e.podByLabel(t, "app=sandbox-router")
+		_, err := e.cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "sandbox-router-svc", Namespace: ns},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "sandbox-router"},
+				Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
+		}, metav1.CreateOptions{})
+		assert.NilError(t, err)
+		e.createGateway(t, "good", 8080)
+		e.createGateway(t, "wrong-port", 80)
+
+		good := e.waitGateway(t, "good", metav1.ConditionTrue)
+		assert.Assert(t, is.Len(good.Status.Addresses, 1))
+		assert.Check(t, is.Equal(good.Status.Addresses[0].Value, router.Status.PodIP))
+		bad := e.waitGateway(t, "wrong-port", metav1.ConditionFalse)
+		cond := meta.FindStatusCondition(bad.Status.Conditions, "Programmed")
+		assert.Check(t, is.Equal(cond.Reason, "Invalid"))
+		assert.Check(t, is.Contains(cond.Message, "port 8080"))
+		assert.Check(t, is.Len(bad.Status.Addresses, 0))
+
+		claim := e.claim(t, "python-sandbox-template")
+		pod := e.readyPod(t, claim)
+		out := execute(t, "http://"+good.Status.Addresses[0].Value+":8080/execute", http.Header{
+			"X-Sandbox-ID": {e.sandboxName(t, claim)}, "X-Sandbox-Namespace": {ns}, "X-Sandbox-Port": {"8888"}, "X-Sandbox-Pod-IP": {pod.Status.PodIP},
+		}, "echo through the gateway")
+		assert.Check(t, is.Equal(out.Stdout, "through the gateway\n"))
 	})
 
 	t.Run("stop leaves no process", func(t *testing.T) {
@@ -308,6 +338,46 @@ func (e *env) deployRouter(t *testing.T) *corev1.Pod {
 	}, poll.WithTimeout(60*time.Second), poll.WithDelay(50*time.Millisecond))
 	return pod
 }
+
+func (e *env) createGateway(t *testing.T, name string, port int32) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := e.gw.GatewayV1().Gateways(ns).Create(ctx, &gwv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: gwv1.GatewaySpec{GatewayClassName: "sandboxtest-local",
+			Listeners: []gwv1.Listener{{Name: "http", Protocol: gwv1.HTTPProtocolType, Port: gwv1.PortNumber(port)}}},
+	}, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	_, err = e.gw.GatewayV1().HTTPRoutes(ns).Create(ctx, &gwv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: gwv1.HTTPRouteSpec{
+			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: gwv1.ObjectName(name)}}},
+			Rules: []gwv1.HTTPRouteRule{{BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{
+				BackendObjectReference: gwv1.BackendObjectReference{Name: "sandbox-router-svc", Port: ptr(gwv1.PortNumber(8080))},
+			}}}}},
+		},
+	}, metav1.CreateOptions{})
+	assert.NilError(t, err)
+}
+
+func (e *env) waitGateway(t *testing.T, name string, programmed metav1.ConditionStatus) *gwv1.Gateway {
+	t.Helper()
+	var g *gwv1.Gateway
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		var err error
+		g, err = e.gw.GatewayV1().Gateways(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return poll.Error(err)
+		}
+		if c := meta.FindStatusCondition(g.Status.Conditions, "Programmed"); c != nil && c.Status == programmed {
+			return poll.Success()
+		}
+		return poll.Continue("gateway %s: %+v", name, g.Status.Conditions)
+	}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
+	return g
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // routerDeployment runs a router image, Ready when its /readyz answers.
 func routerDeployment() *appsv1.Deployment {
