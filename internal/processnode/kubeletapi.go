@@ -122,7 +122,22 @@ func (p *Provider) RunInContainer(ctx context.Context, ns, pod, container string
 	x.Env = containerEnv(c.spec)
 	x.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	x.Cancel = func() error { return syscall.Kill(-x.Process.Pid, syscall.SIGKILL) }
-	x.Stdin = attach.Stdin()
+	if in := attach.Stdin(); in != nil {
+		// Through a pipe of our own: with an io.Reader as Stdin, Wait would
+		// also wait for the client's stdin to end, which an interactive
+		// `kubectl exec -i` keeps open after the command has exited.
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return fmt.Errorf("exec in %s/%s: %w", pod, c.spec.Name, err)
+		}
+		defer pr.Close()
+		defer pw.Close() // ends the copy below at its next write
+		go func() {
+			_, _ = io.Copy(pw, in)
+			pw.Close() // EOF for the command
+		}()
+		x.Stdin = pr
+	}
 	if out := attach.Stdout(); out != nil {
 		x.Stdout = out
 	}
@@ -159,15 +174,28 @@ func (p *Provider) PortForward(ctx context.Context, ns, pod string, port int32, 
 		return fmt.Errorf("port-forward to %s/%s port %d: %w", ns, pod, port, err)
 	}
 	defer conn.Close()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(conn, stream); closeWrite(conn); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(stream, conn); done <- struct{}{} }()
+	toPod, fromPod := make(chan struct{}), make(chan struct{})
+	go func() { _, _ = io.Copy(conn, stream); closeWrite(conn); close(toPod) }()
+	go func() { _, _ = io.Copy(stream, conn); close(fromPod) }()
 	select {
-	case <-done:
+	case <-fromPod: // the pod closed the connection: nothing more to deliver
 	case <-ctx.Done():
+	case <-toPod:
+		// The client is done sending (kubectl half-closes the stream and waits
+		// for the reply). Let the pod's answer through, for a while, as
+		// containerd does: virtual-kubelet's ctx never ends on its own.
+		select {
+		case <-fromPod:
+		case <-ctx.Done():
+		case <-time.After(portForwardLinger):
+		}
 	}
 	return nil
 }
+
+// portForwardLinger is how long a forward waits for the pod's side to finish
+// once the client's side has.
+const portForwardLinger = time.Second
 
 func closeWrite(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {

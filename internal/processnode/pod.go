@@ -24,6 +24,7 @@ type podRun struct {
 	failReason string // set when the pod cannot run at all
 	failMsg    string
 	deleting   bool
+	grace      time.Duration // of the stop under way, once deleting
 	startTime  metav1.Time
 	cancel     context.CancelFunc
 	stopped    chan struct{} // closed when every container loop has ended
@@ -82,7 +83,14 @@ func (r *podRun) runContainer(ctx context.Context, c *containerRun) {
 		select {
 		case <-inst.Done():
 		case <-ctx.Done():
-			<-inst.Done() // Stop was called by delete; wait for the real end
+			// Stop was called by delete or shutdown. It stopped the instances
+			// it saw; one that came up while it ran is stopped here.
+			select {
+			case <-inst.Done():
+			default:
+				_ = inst.Stop(r.stopGrace())
+			}
+			<-inst.Done()
 		}
 		stopProbe()
 		code := inst.ExitCode()
@@ -167,7 +175,7 @@ func (r *podRun) finish(c *containerRun, code int, reason, msg string) {
 // stop ends every container within grace; called on pod deletion and node shutdown.
 func (r *podRun) stop(grace time.Duration) {
 	r.mu.Lock()
-	r.deleting = true
+	r.deleting, r.grace = true, grace
 	var insts []Instance
 	for _, c := range r.containers {
 		if c.inst != nil {
@@ -191,6 +199,12 @@ func (r *podRun) stop(grace time.Duration) {
 	}
 }
 
+func (r *podRun) stopGrace() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.grace
+}
+
 // status derives the pod status from the containers, as a kubelet would.
 func (r *podRun) status() corev1.PodStatus {
 	r.mu.Lock()
@@ -206,7 +220,7 @@ func (r *podRun) status() corev1.PodStatus {
 	if r.failReason != "" {
 		st.Phase, st.Reason, st.Message = corev1.PodFailed, r.failReason, r.failMsg
 	}
-	running, ready, ended, failed := 0, 0, 0, 0
+	running, ready, ended, failed, restarting := 0, 0, 0, 0, 0
 	for _, c := range r.containers {
 		cs := corev1.ContainerStatus{
 			Name: c.spec.Name, Image: c.spec.Image, ImageID: c.spec.Image,
@@ -228,6 +242,9 @@ func (r *podRun) status() corev1.PodStatus {
 			}
 		case c.waiting != nil:
 			cs.State.Waiting = c.waiting
+			if c.last != nil {
+				restarting++ // in back-off after an exit: the pod still runs
+			}
 		default:
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 		}
@@ -240,7 +257,7 @@ func (r *podRun) status() corev1.PodStatus {
 			st.Phase = corev1.PodFailed
 		case ended == n:
 			st.Phase = corev1.PodSucceeded
-		case running > 0 || ended > 0:
+		case running > 0 || ended > 0 || restarting > 0:
 			st.Phase = corev1.PodRunning
 		default:
 			st.Phase = corev1.PodPending

@@ -32,7 +32,10 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 	}
 	period := time.Duration(max(probe.PeriodSeconds, 1)) * time.Second
 	timeout := time.Duration(max(probe.TimeoutSeconds, 1)) * time.Second
-	success, failure := max(probe.SuccessThreshold, 1), max(probe.FailureThreshold, 3)
+	success, failure := max(probe.SuccessThreshold, 1), probe.FailureThreshold
+	if failure < 1 {
+		failure = 3 // the API's default
+	}
 	var okRun, failRun int32
 	ready := false
 	for {
