@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 }
 
 func commands() []*command {
-	return []*command{localCommand(), kindCommand()}
+	return []*command{localCommand(), kindCommand(), gcCommand()}
 }
 
 func dispatch(ctx context.Context, c *command, args []string, out, errOut io.Writer) error {
