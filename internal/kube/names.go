@@ -30,4 +30,6 @@ const (
 	ManagedByValue      = "sandboxtest"
 	LabelGateway        = "sandboxtest.io/gateway" // marks Gateways the harness may use in CI
 	AnnotationCreatedAt = "sandboxtest.io/created-at"
+	// LocalNodeLabel ("true") marks the process node of the local cluster.
+	LocalNodeLabel = "sandboxtest.io/local-node"
 )

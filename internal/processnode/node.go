@@ -30,13 +30,15 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/agentsandbox/sandboxtest/internal/kube"
 )
 
 // DefaultName is the node name when Config.Name is empty.
 const DefaultName = "sandboxtest-local"
 
 // LocalNodeLabel marks nodes run by this package, so tools can tell the local cluster apart.
-const LocalNodeLabel = "sandboxtest.io/local-node"
+const LocalNodeLabel = kube.LocalNodeLabel
 
 // Config configures a process node.
 type Config struct {
