@@ -215,7 +215,7 @@ func (r *podRun) status() corev1.PodStatus {
 		PodIP:     r.ip,
 		PodIPs:    []corev1.PodIP{{IP: r.ip}},
 		StartTime: &r.startTime,
-		QOSClass:  corev1.PodQOSBestEffort,
+		QOSClass:  r.pod.Status.QOSClass, // set by kube-apiserver at creation, and immutable
 	}
 	if r.failReason != "" {
 		st.Phase, st.Reason, st.Message = corev1.PodFailed, r.failReason, r.failMsg

@@ -38,6 +38,7 @@ func conditionTimes(st corev1.PodStatus) map[corev1.PodConditionType]metav1.Time
 func TestStatusAddressesAndBasics(t *testing.T) {
 	t.Parallel()
 	r := bareRun(&containerRun{})
+	r.pod.Status.QOSClass = corev1.PodQOSBurstable // as kube-apiserver set it at creation
 	st := r.status()
 	assert.Check(t, is.Equal(st.PodIP, "127.42.1.2"))
 	assert.Check(t, is.DeepEqual(st.PodIPs, []corev1.PodIP{{IP: "127.42.1.2"}}))
@@ -45,7 +46,7 @@ func TestStatusAddressesAndBasics(t *testing.T) {
 	assert.Check(t, is.DeepEqual(st.HostIPs, []corev1.HostIP{{IP: "127.0.0.1"}}))
 	assert.Assert(t, st.StartTime != nil)
 	assert.Check(t, st.StartTime.Equal(&r.startTime))
-	assert.Check(t, is.Equal(st.QOSClass, corev1.PodQOSBestEffort))
+	assert.Check(t, is.Equal(st.QOSClass, corev1.PodQOSBurstable), "QOSClass is immutable: the node must report the API's")
 	var types []corev1.PodConditionType
 	for _, c := range st.Conditions {
 		types = append(types, c.Type)
