@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 }
 
 func commands() []*command {
-	return []*command{localCommand(), kindCommand(), gcCommand()}
+	return []*command{localCommand(), kindCommand(), gcCommand(), doctorCommand(), deployCommand(), installControllerCommand()}
 }
 
 func dispatch(ctx context.Context, c *command, args []string, out, errOut io.Writer) error {
