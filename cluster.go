@@ -1,0 +1,104 @@
+package sandboxtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/agentsandbox/sandboxtest/connect"
+	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/sandboxtest/internal/runtime"
+)
+
+// cluster is what every sandbox of this process shares: the API clients,
+// the connection to the router and the runtime client over it.
+type cluster struct {
+	cfg         *rest.Config
+	contextName string
+	clients     *kube.Clients
+	conn        connect.Conn
+	choice      connect.Choice
+	runtime     *runtime.Client
+}
+
+var (
+	runIDOnce sync.Once
+	runID     string
+
+	clustersMu sync.Mutex
+	clusters   = map[string]*cluster{} // by API server host + namespace
+)
+
+// RunID identifies this test binary's run on every claim it makes
+// (label sandboxtest.io/run-id): $SANDBOXTEST_RUN_ID, else generated.
+func RunID() string {
+	runIDOnce.Do(func() {
+		if v := os.Getenv("SANDBOXTEST_RUN_ID"); v != "" {
+			runID = v
+			return
+		}
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		runID = time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+	})
+	return runID
+}
+
+// loadRestConfig reads the kubeconfig the way kubectl does ($KUBECONFIG,
+// then ~/.kube/config) and returns its current context's name.
+func loadRestConfig() (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	raw, _ := cc.RawConfig()
+	return cfg, raw.CurrentContext, nil
+}
+
+// getCluster returns the process's shared cluster state for s, connecting
+// once; a failure is not cached, so a later test tries again.
+func getCluster(ctx context.Context, s *settings, logf func(string, ...any)) (*cluster, error) {
+	cfg, contextName := s.restConfig, ""
+	if cfg == nil {
+		var err error
+		if cfg, contextName, err = loadRestConfig(); err != nil {
+			return nil, &UnavailableError{Err: err}
+		}
+	}
+	key := cfg.Host + "|" + s.namespace
+	clustersMu.Lock()
+	defer clustersMu.Unlock()
+	if c, ok := clusters[key]; ok {
+		return c, nil
+	}
+	if err := kube.CheckReachable(ctx, cfg); err != nil {
+		return nil, &UnavailableError{Err: err}
+	}
+	clients, err := kube.NewClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	conn, choice, err := connect.Shared(ctx, cfg, connect.AutoOptions{ContextName: contextName, Namespace: s.namespace})
+	if err != nil {
+		return nil, err
+	}
+	logf("sandboxtest: connected to the router by %s (%s): %s in %s", choice.Mode, choice.Reason, conn.Describe(), time.Since(start).Round(time.Millisecond))
+	c := &cluster{
+		cfg: cfg, contextName: contextName, clients: clients, conn: conn, choice: choice,
+		runtime: &runtime.Client{BaseURL: conn.URL},
+	}
+	clusters[key] = c
+	return c, nil
+}
+
+func (c *cluster) String() string { return fmt.Sprintf("%s (%s)", c.cfg.Host, c.choice.Mode) }

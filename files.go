@@ -1,0 +1,149 @@
+package sandboxtest
+
+import (
+	"context"
+	"errors"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/agentsandbox/sandboxtest/internal/runtime"
+)
+
+// FileEntry is one entry of a directory listing.
+type FileEntry struct {
+	Name    string
+	Size    int64
+	IsDir   bool
+	ModTime time.Time
+}
+
+// WriteFile writes data to path (relative to the sandbox root), creating
+// parent directories. Paths that escape the root are refused.
+func (sb *Sandbox) WriteFile(p string, data []byte) {
+	sb.t.Helper()
+	if err := sb.WriteFileE(context.Background(), p, data); err != nil {
+		sb.t.Fatalf("%v", err)
+	}
+}
+
+// WriteFileE is WriteFile returning an error.
+func (sb *Sandbox) WriteFileE(ctx context.Context, p string, data []byte) error {
+	clean, err := runtime.CleanPath(p)
+	if err != nil {
+		return errorf("write %q in %s: %w", p, sb, err)
+	}
+	if dir := path.Dir(clean); dir != "." {
+		// The runtime API does not create parents; mkdir through it does.
+		res, err := sb.c.runtime.Execute(ctx, sb.target(), "mkdir -p "+shellQuote(dir), runtime.WithRetries(3))
+		if err != nil {
+			return errorf("write %q in %s: creating %s: %w", p, sb, dir, err)
+		}
+		if res.ExitCode != 0 {
+			return errorf("write %q in %s: mkdir -p %s exited %d: %s", p, sb, dir, res.ExitCode, strings.TrimSpace(res.Stderr))
+		}
+	}
+	if err := sb.c.runtime.Upload(ctx, sb.target(), clean, data); err != nil {
+		return errorf("write %q in %s: %w", p, sb, err)
+	}
+	return nil
+}
+
+// ReadFile returns the content of path.
+func (sb *Sandbox) ReadFile(p string) []byte {
+	sb.t.Helper()
+	data, err := sb.ReadFileE(context.Background(), p)
+	if err != nil {
+		sb.t.Fatalf("%v", err)
+	}
+	return data
+}
+
+// ReadFileE is ReadFile returning an error; a missing file is ErrNotExist.
+func (sb *Sandbox) ReadFileE(ctx context.Context, p string) ([]byte, error) {
+	clean, err := runtime.CleanPath(p)
+	if err != nil {
+		return nil, errorf("read %q in %s: %w", p, sb, err)
+	}
+	data, err := sb.c.runtime.Download(ctx, sb.target(), clean)
+	if errors.Is(err, runtime.ErrNotFound) {
+		return nil, &pathError{op: "read", path: p, sb: sb.String(), err: ErrNotExist}
+	}
+	if err != nil {
+		return nil, errorf("read %q in %s: %w", p, sb, err)
+	}
+	return data, nil
+}
+
+// ListDir lists the directory path.
+func (sb *Sandbox) ListDir(p string) []FileEntry {
+	sb.t.Helper()
+	entries, err := sb.ListDirE(context.Background(), p)
+	if err != nil {
+		sb.t.Fatalf("%v", err)
+	}
+	return entries
+}
+
+// ListDirE is ListDir returning an error; a missing directory is ErrNotExist.
+func (sb *Sandbox) ListDirE(ctx context.Context, p string) ([]FileEntry, error) {
+	clean, err := runtime.CleanPath(p)
+	if err != nil {
+		return nil, errorf("list %q in %s: %w", p, sb, err)
+	}
+	list, err := sb.c.runtime.List(ctx, sb.target(), clean)
+	if errors.Is(err, runtime.ErrNotFound) {
+		return nil, &pathError{op: "list", path: p, sb: sb.String(), err: ErrNotExist}
+	}
+	if err != nil {
+		return nil, errorf("list %q in %s: %w", p, sb, err)
+	}
+	out := make([]FileEntry, len(list))
+	for i, e := range list {
+		out[i] = FileEntry{Name: e.Name, Size: e.Size, IsDir: e.Type == "directory", ModTime: e.ModTime}
+	}
+	return out, nil
+}
+
+// Exists reports whether path exists.
+func (sb *Sandbox) Exists(p string) bool {
+	sb.t.Helper()
+	ok, err := sb.ExistsE(context.Background(), p)
+	if err != nil {
+		sb.t.Fatalf("%v", err)
+	}
+	return ok
+}
+
+// ExistsE is Exists returning an error.
+func (sb *Sandbox) ExistsE(ctx context.Context, p string) (bool, error) {
+	clean, err := runtime.CleanPath(p)
+	if err != nil {
+		return false, errorf("exists %q in %s: %w", p, sb, err)
+	}
+	ok, err := sb.c.runtime.Exists(ctx, sb.target(), clean)
+	if err != nil {
+		return false, errorf("exists %q in %s: %w", p, sb, err)
+	}
+	return ok, nil
+}
+
+// ErrNotExist is in the chain of errors about missing files.
+var ErrNotExist = errors.New("file does not exist")
+
+type pathError struct {
+	op, path, sb string
+	err          error
+}
+
+func (e *pathError) Error() string {
+	return "sandboxtest: " + e.op + " " + quote(e.path) + " in " + e.sb + ": " + e.err.Error()
+}
+func (e *pathError) Unwrap() error { return e.err }
+
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+
+// shellQuote quotes s for the runtime's shell-style splitting.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,24 @@
+package sandboxtest
+
+import (
+	"flag"
+	"os"
+)
+
+// Flags live under the sandboxtest. prefix so they never clash with a
+// suite's own -update or -keep.
+var (
+	flagUpdate = flag.Bool("sandboxtest.update", false, "rewrite golden files under testdata/ with the actual output")
+	flagKeep   = flag.String("sandboxtest.keep", "", "keep sandboxes after their test: never, onfailure or always (default $SANDBOXTEST_KEEP, else never)")
+)
+
+func keepFlagOrEnv() Keep {
+	if *flagKeep != "" {
+		return Keep(*flagKeep)
+	}
+	return Keep(envOr("SANDBOXTEST_KEEP", string(KeepNever)))
+}
+
+func updateGolden() bool {
+	return *flagUpdate || os.Getenv("SANDBOXTEST_UPDATE") == "1"
+}

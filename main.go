@@ -1,0 +1,123 @@
+package sandboxtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/agentsandbox/sandboxtest/connect"
+	"github.com/agentsandbox/sandboxtest/internal/deploy"
+	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+)
+
+// MainOption configures Main.
+type MainOption func(*mainSettings)
+
+type mainSettings struct{ local *bool }
+
+// UseLocalCluster makes Main run the suite against a local cluster whatever
+// the kubeconfig says (like SANDBOXTEST_LOCAL=1); false never starts one.
+func UseLocalCluster(use bool) MainOption { return func(s *mainSettings) { s.local = &use } }
+
+// Main runs a package's tests (call it from TestMain) with a cluster ready:
+// when SANDBOXTEST_LOCAL=1, or when no kubeconfig is configured and CI is not
+// set, it reuses the local cluster that `sandboxtest-setup local up` runs or
+// starts one of its own, and deploys the router and the embedded templates
+// there. It stops what it started, then exits with the tests' status.
+func Main(m *testing.M, opts ...MainOption) {
+	os.Exit(runMain(m, opts))
+}
+
+func runMain(m *testing.M, opts []MainOption) int {
+	var s mainSettings
+	for _, o := range opts {
+		o(&s)
+	}
+	defer connect.CloseShared()
+	if wantLocal(s) {
+		stop, err := prepareLocal()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "sandboxtest: preparing the local cluster: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
+	return m.Run()
+}
+
+func wantLocal(s mainSettings) bool {
+	if s.local != nil {
+		return *s.local
+	}
+	switch os.Getenv("SANDBOXTEST_LOCAL") {
+	case "1", "true":
+		return true
+	case "0", "false":
+		return false
+	}
+	return !kubeconfigConfigured() && os.Getenv("CI") == ""
+}
+
+func kubeconfigConfigured() bool {
+	if os.Getenv("KUBECONFIG") != "" {
+		return true
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(home, ".kube", "config"))
+	return err == nil
+}
+
+// prepareLocal points KUBECONFIG at a ready local cluster with the router
+// and templates deployed, and returns what undoes it.
+func prepareLocal() (stop func(), err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a first build takes minutes
+	defer cancel()
+	stop = func() {}
+	var kubeconfig string
+	if dir, derr := localcluster.DefaultDir(); derr == nil {
+		if st := localcluster.GetStatus(ctx, dir); st.Ready {
+			kubeconfig = st.Kubeconfig
+			fmt.Fprintf(os.Stderr, "sandboxtest: using the local cluster in %s (pid %d)\n", dir, st.Pid)
+		}
+	}
+	if kubeconfig == "" {
+		dir, err := os.MkdirTemp("", "sandboxtest-local-")
+		if err != nil {
+			return nil, err
+		}
+		c, err := localcluster.Start(ctx, localcluster.Options{Dir: dir, Log: os.Stderr}, nil)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		kubeconfig = c.Kubeconfig
+		stop = func() {
+			connect.CloseShared() // the tunnel goes before its cluster
+			c.Stop()
+			os.RemoveAll(dir)
+		}
+	}
+	if err := os.Setenv("KUBECONFIG", kubeconfig); err != nil {
+		stop()
+		return nil, err
+	}
+	cfg, _, err := loadRestConfig()
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	rep, err := deploy.Deploy(ctx, cfg, deploy.Options{Namespace: envOr("SANDBOXTEST_NAMESPACE", DefaultNamespace), Templates: Templates})
+	if err != nil {
+		stop()
+		return nil, errors.Join(errors.New("deploying the router and templates"), err)
+	}
+	fmt.Fprintf(os.Stderr, "sandboxtest: router and %d templates deployed in %s\n", len(rep.Templates), rep.Duration.Round(100*time.Millisecond))
+	return stop, nil
+}
