@@ -1,0 +1,134 @@
+package sandboxtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/agentsandbox/sandboxtest/internal/kube"
+)
+
+// testClients talks to the cluster the suite runs against.
+func testClients(t *testing.T) *kube.Clients {
+	t.Helper()
+	cfg, _, err := loadRestConfig()
+	assert.NilError(t, err)
+	c, err := kube.NewClients(cfg)
+	assert.NilError(t, err)
+	return c
+}
+
+func TestKeepAlwaysKeepsTheClaim(t *testing.T) {
+	rec := &recorder{name: t.Name()}
+	var sb *Sandbox
+	rec.run(func() { sb = New(rec, "python-sandbox-template", WithKeep(KeepAlways)) })
+	assert.Assert(t, sb != nil, rec.output())
+	for _, f := range rec.cleanups {
+		f()
+	}
+	c := testClients(t)
+	ctx := context.Background()
+	claim, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(sb.Namespace()).Get(ctx, sb.ClaimName(), metav1.GetOptions{})
+	assert.NilError(t, err, "a kept claim must survive its test")
+	t.Cleanup(func() { _ = c.DeleteClaim(context.Background(), sb.Namespace(), sb.ClaimName(), sb.SandboxName()) })
+	left := time.Until(claim.Spec.Lifecycle.ShutdownTime.Time)
+	assert.Check(t, left > 25*time.Minute && left <= 31*time.Minute, "shutdownTime %s from now", left)
+	out := rec.output()
+	for _, want := range []string{"kept sandbox", "kubectl -n default exec -it " + sb.PodName(), "kubectl -n default logs " + sb.PodName(), "kubectl -n default delete sandboxclaim " + sb.ClaimName()} {
+		assert.Check(t, is.Contains(out, want))
+	}
+}
+
+func TestKeepOnFailureDeletesAfterSuccess(t *testing.T) {
+	rec := &recorder{name: t.Name()}
+	var sb *Sandbox
+	rec.run(func() { sb = New(rec, "python-sandbox-template", WithKeep(KeepOnFailure)) })
+	assert.Assert(t, sb != nil, rec.output())
+	for _, f := range rec.cleanups {
+		f()
+	}
+	_, err := testClients(t).Extensions.ExtensionsV1beta1().SandboxClaims(sb.Namespace()).Get(context.Background(), sb.ClaimName(), metav1.GetOptions{})
+	assert.Check(t, apierrors.IsNotFound(err), "claim of a passing test not deleted: %v", err)
+	assert.Check(t, is.Contains(rec.output(), "deleted claim"))
+}
+
+func TestRouterMissing(t *testing.T) {
+	c := testClients(t)
+	ctx := context.Background()
+	ns := fmt.Sprintf("no-router-%d", time.Now().UnixNano()%100000)
+	_, err := c.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	t.Cleanup(func() { _ = c.Core.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	start := time.Now()
+	_, err = NewE(ctx, t, "python-sandbox-template", WithNamespace(ns))
+	assert.Check(t, is.ErrorContains(err, "sandbox-router-svc"))
+	assert.Check(t, is.ErrorContains(err, "sandboxtest-setup deploy --namespace "+ns))
+	t.Logf("router-missing error after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	claims, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(ns).List(ctx, metav1.ListOptions{})
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(claims.Items, 0), "nothing is claimed when the router is missing")
+}
+
+// childEnv makes the test binary act as a test that is killed mid-test.
+const childEnv = "SANDBOXTEST_TEST_KILLED_CHILD"
+
+// TestKilledChild is the child: it provisions a sandbox and waits to be killed.
+func TestKilledChild(t *testing.T) {
+	if os.Getenv(childEnv) == "" {
+		t.Skip("helper of TestKilledBinaryLeavesNothingForLong")
+	}
+	sb := New(t, "python-sandbox-template")
+	fmt.Printf("CLAIM %s\n", sb.ClaimName())
+	time.Sleep(time.Hour)
+}
+
+// TestKilledBinaryLeavesNothingForLong kills a test binary mid-test: its
+// cleanup never runs, and the controller deletes the claim at its shutdownTime.
+func TestKilledBinaryLeavesNothingForLong(t *testing.T) {
+	exe, err := os.Executable()
+	assert.NilError(t, err)
+	cmd := exec.Command(exe, "-test.run=^TestKilledChild$", "-test.v", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "SANDBOXTEST_LOCAL=0", "SANDBOXTEST_TTL=3s")
+	stdout, err := cmd.StdoutPipe()
+	assert.NilError(t, err)
+	cmd.Stderr = os.Stderr
+	assert.NilError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var claim string
+	buf := make([]byte, 4096)
+	var seen strings.Builder
+	for claim == "" {
+		n, err := stdout.Read(buf)
+		assert.NilError(t, err, "child ended before provisioning: %s", seen.String())
+		seen.Write(buf[:n])
+		for _, line := range strings.Split(seen.String(), "\n") {
+			if name, ok := strings.CutPrefix(line, "CLAIM "); ok {
+				claim = strings.TrimSpace(name)
+			}
+		}
+	}
+	assert.NilError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+
+	c := testClients(t)
+	killed := time.Now()
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		_, err := c.Extensions.ExtensionsV1beta1().SandboxClaims("default").Get(context.Background(), claim, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return poll.Success()
+		}
+		return poll.Continue("claim %s still exists (%v)", claim, err)
+	}, poll.WithTimeout(90*time.Second), poll.WithDelay(200*time.Millisecond))
+	t.Logf("claim %s of the killed binary deleted by the controller %s after the kill", claim, time.Since(killed).Round(100*time.Millisecond))
+}
