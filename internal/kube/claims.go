@@ -29,8 +29,15 @@ type Clients struct {
 	Extensions extclient.Interface
 }
 
-// NewClients builds the typed clients from cfg.
+// NewClients builds the typed clients from cfg. Unless cfg sets its own,
+// the client-side rate limit is raised from client-go's 5 QPS: a suite of
+// parallel tests makes several calls per sandbox, and throttling alone made
+// each New take 0.5 s.
 func NewClients(cfg *rest.Config) (*Clients, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		cfg.QPS, cfg.Burst = 100, 200
+	}
 	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -70,9 +77,23 @@ type Pool struct {
 // *TemplateNotFoundError listing the templates that do exist.
 func (c *Clients) ResolvePool(ctx context.Context, ns, template string) (Pool, error) {
 	api := c.Extensions.ExtensionsV1beta1()
-	pools, err := api.SandboxWarmPools(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return Pool{}, fmt.Errorf("listing SandboxWarmPools in %s: %w", ns, err)
+	// Both reads at once: this is on every New's path.
+	var pools *extv1beta1.SandboxWarmPoolList
+	var poolsErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pools, poolsErr = api.SandboxWarmPools(ns).List(ctx, metav1.ListOptions{})
+	}()
+	_, tmplErr := api.SandboxTemplates(ns).Get(ctx, template, metav1.GetOptions{})
+	<-done
+	if apierrors.IsNotFound(tmplErr) {
+		return Pool{}, c.templateNotFound(ctx, ns, template)
+	} else if tmplErr != nil {
+		return Pool{}, fmt.Errorf("reading SandboxTemplate %s/%s: %w", ns, template, tmplErr)
+	}
+	if poolsErr != nil {
+		return Pool{}, fmt.Errorf("listing SandboxWarmPools in %s: %w", ns, poolsErr)
 	}
 	var best *extv1beta1.SandboxWarmPool
 	for i := range pools.Items {
@@ -83,11 +104,6 @@ func (c *Clients) ResolvePool(ctx context.Context, ns, template string) (Pool, e
 		if best == nil || p.Status.ReadyReplicas > best.Status.ReadyReplicas {
 			best = p
 		}
-	}
-	if _, err := api.SandboxTemplates(ns).Get(ctx, template, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		return Pool{}, c.templateNotFound(ctx, ns, template)
-	} else if err != nil {
-		return Pool{}, fmt.Errorf("reading SandboxTemplate %s/%s: %w", ns, template, err)
 	}
 	if best != nil {
 		return Pool{Name: best.Name, Ready: best.Status.ReadyReplicas}, nil
@@ -260,11 +276,19 @@ func (w *waiter) run(ctx context.Context) (ReadySandbox, error) {
 			}
 			if n := cl.Status.SandboxStatus.Name; n != "" && w.sandboxName == "" {
 				w.sandboxName, w.podName = n, n
-				if sandboxes, err = watchOne(ctx, n, w.c.Sandboxes.AgentsV1beta1().Sandboxes(w.ns).Watch); err != nil {
+				var podErr error
+				opened := make(chan struct{})
+				go func() { // both watches at once: this is on every New's path
+					defer close(opened)
+					pods, podErr = watchOne(ctx, n, w.c.Core.CoreV1().Pods(w.ns).Watch)
+				}()
+				sandboxes, err = watchOne(ctx, n, w.c.Sandboxes.AgentsV1beta1().Sandboxes(w.ns).Watch)
+				<-opened
+				if err != nil {
 					return ReadySandbox{}, fmt.Errorf("watching Sandbox %s/%s: %w", w.ns, n, err)
 				}
-				if pods, err = watchOne(ctx, n, w.c.Core.CoreV1().Pods(w.ns).Watch); err != nil {
-					return ReadySandbox{}, fmt.Errorf("watching pod %s/%s: %w", w.ns, n, err)
+				if podErr != nil {
+					return ReadySandbox{}, fmt.Errorf("watching pod %s/%s: %w", w.ns, n, podErr)
 				}
 			}
 		case ev, ok := <-sbCh:
