@@ -8,11 +8,17 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/agentsandbox/sandboxtest/fixtures"
 	"github.com/agentsandbox/sandboxtest/internal/kindcluster"
+	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/sandboxtest/internal/localcluster"
 )
 
 func kindCommand() *command {
 	var opts kindcluster.Options
+	var deployAfter bool
 	nameFlag := func(fs *flag.FlagSet) {
 		fs.StringVar(&opts.Name, "name", kindcluster.DefaultName, "name of the kind cluster (its kubeconfig context is kind-<name>)")
 	}
@@ -42,6 +48,7 @@ func kindCommand() *command {
 					fs.StringVar(&opts.KubernetesVersion, "kubernetes-version", "", `Kubernetes version, e.g. v1.33.1, for the node image kindest/node:<version>; exclusive with --image (default none: the --image default applies)`)
 					kubeconfigFlag("merged into, as the current context")(fs)
 					fs.DurationVar(&opts.Wait, "wait", 60*time.Second, "wait this long for the control plane to be ready (0: do not wait)")
+					fs.BoolVar(&deployAfter, "deploy", false, "then install the agent-sandbox controller (install-controller) and deploy the router, templates and pools (deploy) into it")
 				},
 				run: func(ctx context.Context, fs *flag.FlagSet, out io.Writer) error {
 					if !explicit(fs, "image") {
@@ -61,7 +68,10 @@ func kindCommand() *command {
 					fmt.Fprintf(os.Stderr, "sandboxtest: kind cluster %q ready in %s; delete it with: sandboxtest-setup kind delete --name %s\n",
 						opts.Name, time.Since(start).Round(100*time.Millisecond), opts.Name)
 					fmt.Fprintf(out, "context:    %s\nkubeconfig: %s\n", kindcluster.ContextName(opts.Name), kindcluster.KubeconfigPath(opts.Kubeconfig))
-					return nil
+					if !deployAfter {
+						return nil
+					}
+					return installAndDeploy(ctx, kindcluster.KubeconfigPath(opts.Kubeconfig), kindcluster.ContextName(opts.Name), out)
 				},
 			},
 			{
@@ -85,4 +95,29 @@ func kindCommand() *command {
 			},
 		},
 	}
+}
+
+// installAndDeploy installs the upstream controller into a fresh cluster,
+// then deploys what suites need, as install-controller and deploy do.
+func installAndDeploy(ctx context.Context, kubeconfig, contextName string, out io.Writer) error {
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: contextName}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("context %s in %s: %w", contextName, kubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	modDir, err := localcluster.ModuleDir(ctx, "sigs.k8s.io/agent-sandbox", localcluster.AgentSandboxVersion)
+	if err != nil {
+		return err
+	}
+	if _, err := kube.InstallController(ctx, cfg, modDir, localcluster.AgentSandboxVersion); err != nil {
+		return fmt.Errorf("installing the agent-sandbox controller: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "sandboxtest: agent-sandbox controller %s installed\n", localcluster.AgentSandboxVersion)
+	rep, err := fixtures.Deploy(ctx, cfg, fixtures.DeployOptions{Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	printDeployReport(out, rep)
+	return nil
 }

@@ -33,6 +33,7 @@ func TestKindHelpListsFlagsWithDefaults(t *testing.T) {
 				"-kubernetes-version", "kindest/node:<version>",
 				"-kubeconfig", `(default "`,
 				"-wait", "(default 1m0s)",
+				"-deploy", "install-controller", "deploy",
 			},
 		},
 		{
@@ -89,6 +90,7 @@ func TestKindWithoutRuntime(t *testing.T) {
 		{"kind", "create", "--kubeconfig", kubeconfig},
 		{"kind", "create"},
 		{"kind", "create", "--kubernetes-version", "v1.33.1", "--wait", "0"}, // the --image default does not conflict
+		{"kind", "create", "--deploy"},                                       // nothing is installed without a cluster
 		{"kind", "delete", "--name", "other", "--kubeconfig", kubeconfig},
 	} {
 		code, stdout, stderr := runCLI(t, args...)
