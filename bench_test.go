@@ -41,7 +41,7 @@ type benchTB struct {
 	cleanups []func()
 }
 
-func (t *benchTB) Cleanup(f func()) { t.mu.Lock(); t.cleanups = append(t.cleanups, f); t.mu.Unlock() }
+func (t *benchTB) Cleanup(f func())    { t.mu.Lock(); t.cleanups = append(t.cleanups, f); t.mu.Unlock() }
 func (t *benchTB) Logf(string, ...any) {}
 func (t *benchTB) cleanup() {
 	for i := len(t.cleanups) - 1; i >= 0; i-- {
