@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
+	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
 	"github.com/agentsandbox/sandboxtest/internal/kube"
 )
@@ -131,4 +133,33 @@ func TestKilledBinaryLeavesNothingForLong(t *testing.T) {
 		return poll.Continue("claim %s still exists (%v)", claim, err)
 	}, poll.WithTimeout(90*time.Second), poll.WithDelay(200*time.Millisecond))
 	t.Logf("claim %s of the killed binary deleted by the controller %s after the kill", claim, time.Since(killed).Round(100*time.Millisecond))
+}
+
+func TestUnschedulableFailsWithTheReason(t *testing.T) {
+	c := testClients(t)
+	ctx := context.Background()
+	name := fmt.Sprintf("unschedulable-%d", time.Now().UnixNano()%100000)
+	api := c.Extensions.ExtensionsV1beta1()
+	tmpl := &extv1beta1.SandboxTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: extv1beta1.SandboxTemplateSpec{SandboxBlueprint: sandboxv1beta1.SandboxBlueprint{
+			PodTemplate: sandboxv1beta1.PodTemplate{Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"sandboxtest.io/no-such-node": "true"},
+				Containers:   []corev1.Container{{Name: "runtime", Image: "python-runtime-sandbox:test"}},
+			}},
+		}},
+	}
+	_, err := api.SandboxTemplates("default").Create(ctx, tmpl, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	t.Cleanup(func() {
+		_ = api.SandboxWarmPools("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = api.SandboxTemplates("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	start := time.Now()
+	_, err = NewE(ctx, t, name)
+	took := time.Since(start)
+	assert.Check(t, is.ErrorContains(err, "Unschedulable"))
+	assert.Check(t, is.ErrorContains(err, "node(s) didn't match"))
+	assert.Check(t, took >= kube.UnschedulableGrace, "gave up after %s, before the grace period", took)
+	t.Logf("unschedulable sandbox failed after %s: %v", took.Round(100*time.Millisecond), err)
 }

@@ -245,6 +245,7 @@ func (w *waiter) run(ctx context.Context) (ReadySandbox, error) {
 	}()
 	var sb *sandboxv1beta1.Sandbox
 	var pod *corev1.Pod
+	var unschedulable <-chan time.Time // armed while the pod is Unschedulable
 	for {
 		var sbCh, podCh <-chan watch.Event
 		if sandboxes != nil {
@@ -256,6 +257,11 @@ func (w *waiter) run(ctx context.Context) (ReadySandbox, error) {
 		select {
 		case <-ctx.Done():
 			return ReadySandbox{}, &WaitError{Claim: w.ns + "/" + w.claim, State: w.state(), Err: ctx.Err()}
+		case <-unschedulable:
+			if err := unschedulableErr(pod); err != nil {
+				return ReadySandbox{}, err
+			}
+			unschedulable = nil
 		case ev, ok := <-claims.ResultChan():
 			if !ok {
 				if claims, err = watchOne(ctx, w.claim, w.c.Extensions.ExtensionsV1beta1().SandboxClaims(w.ns).Watch); err != nil {
@@ -323,6 +329,14 @@ func (w *waiter) run(ctx context.Context) (ReadySandbox, error) {
 				if err := podTerminal(p); err != nil {
 					return ReadySandbox{}, err
 				}
+				switch {
+				case unschedulableErr(p) == nil:
+					unschedulable = nil
+				case unschedulable == nil:
+					// A node that just joined is briefly tainted: Unschedulable
+					// is final only when it lasts.
+					unschedulable = time.After(UnschedulableGrace)
+				}
 			}
 		}
 		w.report()
@@ -388,15 +402,27 @@ func podState(p *corev1.Pod) string {
 	return s
 }
 
-// podTerminal reports states of a pod that waiting cannot fix.
-func podTerminal(p *corev1.Pod) error {
-	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
-		return &TerminalError{Reason: "Pod" + string(p.Status.Phase), Message: fmt.Sprintf("pod %s/%s %s: %s %s", p.Namespace, p.Name, p.Status.Phase, p.Status.Reason, p.Status.Message)}
+// UnschedulableGrace is how long a pod may stay Unschedulable before
+// waiting for it is given up.
+const UnschedulableGrace = 5 * time.Second
+
+// unschedulableErr describes a pod the scheduler cannot place, or is nil.
+func unschedulableErr(p *corev1.Pod) error {
+	if p == nil {
+		return nil
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
 			return &TerminalError{Reason: "Unschedulable", Message: fmt.Sprintf("pod %s/%s: %s", p.Namespace, p.Name, c.Message)}
 		}
+	}
+	return nil
+}
+
+// podTerminal reports states of a pod that waiting cannot fix.
+func podTerminal(p *corev1.Pod) error {
+	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		return &TerminalError{Reason: "Pod" + string(p.Status.Phase), Message: fmt.Sprintf("pod %s/%s %s: %s %s", p.Namespace, p.Name, p.Status.Phase, p.Status.Reason, p.Status.Message)}
 	}
 	for _, cs := range p.Status.ContainerStatuses {
 		if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "InvalidImageName" || w.Reason == "CreateContainerConfigError") {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/agentsandbox/sandboxtest/internal/processnode"
@@ -62,6 +64,10 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 	if err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("localcluster: starting the process node: %w", err)
+	}
+	if err := waitSchedulable(ctx, cs, c.timeout); err != nil {
+		c.Stop()
+		return nil, err
 	}
 	var gwCtx context.Context
 	gwCtx, c.stopGateways = context.WithCancel(context.Background())
@@ -121,4 +127,35 @@ func (c *Cluster) Pids() []int {
 		pids = append(pids, c.Node.Provider.Pids()...)
 	}
 	return pids
+}
+
+// waitSchedulable waits until the node has lost the not-ready taint that
+// kube-controller-manager puts on new nodes: until then every pod (and so
+// every sandbox) is Unschedulable.
+func waitSchedulable(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		n, err := cs.CoreV1().Nodes().Get(ctx, processnode.DefaultName, metav1.GetOptions{})
+		if err == nil {
+			last = "no taints"
+			tainted := false
+			for _, t := range n.Spec.Taints {
+				if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
+					tainted, last = true, fmt.Sprintf("taint %s:%s", t.Key, t.Effect)
+				}
+			}
+			if !tainted {
+				return nil
+			}
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("localcluster: node %s not schedulable after %s (last state: %s)", processnode.DefaultName, timeout, last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
