@@ -88,7 +88,9 @@ func getCluster(ctx context.Context, s *settings, logf func(string, ...any)) (*c
 		return nil, err
 	}
 	start := time.Now()
-	conn, choice, err := connect.Shared(ctx, cfg, connect.AutoOptions{ContextName: contextName, Namespace: s.namespace})
+	conn, choice, err := connect.Shared(ctx, cfg, connect.AutoOptions{ContextName: contextName, Namespace: s.namespace,
+		Tunnel: connect.TunnelOptions{Log: tunnelLog}}) // quiet-aware; outlives the test
+
 	if err != nil {
 		return nil, err
 	}

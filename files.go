@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentsandbox/sandboxtest/internal/runtime"
+	"github.com/agentsandbox/sandboxtest/tracing"
 )
 
 // FileEntry is one entry of a directory listing.
@@ -28,7 +29,9 @@ func (sb *Sandbox) WriteFile(p string, data []byte) {
 }
 
 // WriteFileE is WriteFile returning an error.
-func (sb *Sandbox) WriteFileE(ctx context.Context, p string, data []byte) error {
+func (sb *Sandbox) WriteFileE(ctx context.Context, p string, data []byte) (err error) {
+	ctx, done := sb.traceOp(ctx, tracing.SpanWrite, "write", p, tracing.AttrFilePath.String(p), tracing.AttrFileSize.Int(len(data)))
+	defer func() { done(len(data), err) }()
 	clean, err := runtime.CleanPath(p)
 	if err != nil {
 		return errorf("write %q in %s: %w", p, sb, err)
@@ -60,12 +63,14 @@ func (sb *Sandbox) ReadFile(p string) []byte {
 }
 
 // ReadFileE is ReadFile returning an error; a missing file is ErrNotExist.
-func (sb *Sandbox) ReadFileE(ctx context.Context, p string) ([]byte, error) {
+func (sb *Sandbox) ReadFileE(ctx context.Context, p string) (data []byte, err error) {
+	ctx, done := sb.traceOp(ctx, tracing.SpanRead, "read", p, tracing.AttrFilePath.String(p))
+	defer func() { done(len(data), err, tracing.AttrFileSize.Int(len(data))) }()
 	clean, err := runtime.CleanPath(p)
 	if err != nil {
 		return nil, errorf("read %q in %s: %w", p, sb, err)
 	}
-	data, err := sb.c.runtime.Download(ctx, sb.target(), clean)
+	data, err = sb.c.runtime.Download(ctx, sb.target(), clean)
 	if errors.Is(err, runtime.ErrNotFound) {
 		return nil, &pathError{op: "read", path: p, sb: sb.String(), err: ErrNotExist}
 	}
@@ -86,7 +91,9 @@ func (sb *Sandbox) ListDir(p string) []FileEntry {
 }
 
 // ListDirE is ListDir returning an error; a missing directory is ErrNotExist.
-func (sb *Sandbox) ListDirE(ctx context.Context, p string) ([]FileEntry, error) {
+func (sb *Sandbox) ListDirE(ctx context.Context, p string) (entries []FileEntry, err error) {
+	ctx, done := sb.traceOp(ctx, tracing.SpanList, "list", p, tracing.AttrFilePath.String(p))
+	defer func() { done(len(entries), err, tracing.AttrFileCount.Int(len(entries))) }()
 	clean, err := runtime.CleanPath(p)
 	if err != nil {
 		return nil, errorf("list %q in %s: %w", p, sb, err)
@@ -116,12 +123,20 @@ func (sb *Sandbox) Exists(p string) bool {
 }
 
 // ExistsE is Exists returning an error.
-func (sb *Sandbox) ExistsE(ctx context.Context, p string) (bool, error) {
+func (sb *Sandbox) ExistsE(ctx context.Context, p string) (ok bool, err error) {
+	ctx, done := sb.traceOp(ctx, tracing.SpanExists, "exists", p, tracing.AttrFilePath.String(p))
+	defer func() {
+		n := 0
+		if ok {
+			n = 1
+		}
+		done(n, err, tracing.AttrFileExists.Bool(ok))
+	}()
 	clean, err := runtime.CleanPath(p)
 	if err != nil {
 		return false, errorf("exists %q in %s: %w", p, sb, err)
 	}
-	ok, err := sb.c.runtime.Exists(ctx, sb.target(), clean)
+	ok, err = sb.c.runtime.Exists(ctx, sb.target(), clean)
 	if err != nil {
 		return false, errorf("exists %q in %s: %w", p, sb, err)
 	}

@@ -10,6 +10,8 @@ import (
 var (
 	flagUpdate = flag.Bool("sandboxtest.update", false, "rewrite golden files under testdata/ with the actual output")
 	flagKeep   = flag.String("sandboxtest.keep", "", "keep sandboxes after their test: never, onfailure or always (default $SANDBOXTEST_KEEP, else never)")
+	flagQuiet  = flag.Bool("sandboxtest.quiet", false, "no routine progress lines (connected, ready, deleted); failures, warnings and failure reports still show (or SANDBOXTEST_QUIET=1)")
+	flagTrace  = flag.Bool("sandboxtest.trace", false, "export OpenTelemetry spans per the OTEL_* variables (or SANDBOXTEST_TRACING=1); needs sandboxtest.Main")
 )
 
 func keepFlagOrEnv() Keep {

@@ -3,15 +3,19 @@ package sandboxtest
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/agentsandbox/sandboxtest/connect"
 	"github.com/agentsandbox/sandboxtest/internal/deploy"
 	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/sandboxtest/tracing"
 )
 
 // MainOption configures Main.
@@ -28,6 +32,11 @@ func UseLocalCluster(use bool) MainOption { return func(s *mainSettings) { s.loc
 // set, it reuses the local cluster that `sandboxtest-setup local up` runs or
 // starts one of its own, and deploys the router and the embedded templates
 // there. It stops what it started, then exits with the tests' status.
+//
+// With SANDBOXTEST_TRACING=1 or -sandboxtest.trace it exports spans per the
+// OTEL_* variables (see package tracing) and flushes them at the end; with
+// SANDBOXTEST_SUMMARY=path it adds the run summary to path (see
+// WriteSummary).
 func Main(m *testing.M, opts ...MainOption) {
 	os.Exit(runMain(m, opts))
 }
@@ -37,6 +46,28 @@ func runMain(m *testing.M, opts []MainOption) int {
 	for _, o := range opts {
 		o(&s)
 	}
+	if !flag.Parsed() {
+		flag.Parse() // for -sandboxtest.trace and -sandboxtest.quiet; m.Run does not parse again
+	}
+	if tracingWanted() {
+		shutdown, err := tracing.Setup(context.Background())
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "sandboxtest: tracing was asked for (SANDBOXTEST_TRACING or -sandboxtest.trace) but cannot start: %v\n", err)
+			return 1
+		}
+		defer func() { // after the cleanups below: the last spans end in them
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := shutdown(ctx); err != nil {
+				fmt.Fprintf(os.Stderr, "%v\n", err)
+			}
+		}()
+	}
+	defer func() {
+		if err := writeRunSummary(); err != nil {
+			fmt.Fprintf(os.Stderr, "%v\n", err)
+		}
+	}()
 	defer connect.CloseShared()
 	if wantLocal(s) {
 		stop, err := prepareLocal()
@@ -46,7 +77,45 @@ func runMain(m *testing.M, opts []MainOption) int {
 		}
 		defer stop()
 	}
-	return m.Run()
+	code := m.Run()
+	runMainExitHooks() // before the cluster stops: hooks may still need it
+	return code
+}
+
+var (
+	exitHooksMu sync.Mutex
+	exitHooks   []func()
+)
+
+// OnMainExit registers f to run when Main's tests have finished, before Main
+// stops a local cluster it started. fixtures uses it to delete its shared
+// sandboxes.
+func OnMainExit(f func()) {
+	exitHooksMu.Lock()
+	defer exitHooksMu.Unlock()
+	exitHooks = append(exitHooks, f)
+}
+
+func runMainExitHooks() {
+	exitHooksMu.Lock()
+	hooks := exitHooks
+	exitHooks = nil
+	exitHooksMu.Unlock()
+	for i := len(hooks) - 1; i >= 0; i-- {
+		hooks[i]()
+	}
+}
+
+// tracingWanted: -sandboxtest.trace or SANDBOXTEST_TRACING=1.
+func tracingWanted() bool {
+	if *flagTrace {
+		return true
+	}
+	switch strings.ToLower(os.Getenv("SANDBOXTEST_TRACING")) {
+	case "1", "true", "yes":
+		return true
+	}
+	return false
 }
 
 func wantLocal(s mainSettings) bool {
@@ -84,7 +153,7 @@ func prepareLocal() (stop func(), err error) {
 	if dir, derr := localcluster.DefaultDir(); derr == nil {
 		if st := localcluster.GetStatus(ctx, dir); st.Ready {
 			kubeconfig = st.Kubeconfig
-			fmt.Fprintf(os.Stderr, "sandboxtest: using the local cluster in %s (pid %d)\n", dir, st.Pid)
+			stderrProgressf("sandboxtest: using the local cluster in %s (pid %d)", dir, st.Pid)
 		}
 	}
 	if kubeconfig == "" {
@@ -118,6 +187,6 @@ func prepareLocal() (stop func(), err error) {
 		stop()
 		return nil, errors.Join(errors.New("deploying the router and templates"), err)
 	}
-	fmt.Fprintf(os.Stderr, "sandboxtest: router and %d templates deployed in %s\n", len(rep.Templates), rep.Duration.Round(100*time.Millisecond))
+	stderrProgressf("sandboxtest: router and %d templates deployed in %s", len(rep.Templates), rep.Duration.Round(100*time.Millisecond))
 	return stop, nil
 }

@@ -55,7 +55,9 @@ func WithReadyTimeout(d time.Duration) Option { return func(s *settings) { s.rea
 // the test binary was killed.
 func WithTTL(d time.Duration) Option { return func(s *settings) { s.ttl = d } }
 
-// WithServerPort is the port the sandbox's runtime server listens on (default 8888).
+// WithServerPort is the port the sandbox's runtime server listens on
+// (default: the template's container port named "runtime", else its first
+// declared port, else 8888).
 func WithServerPort(port int) Option { return func(s *settings) { s.serverPort = port } }
 
 // WithKeep keeps the sandbox after the test (default: -sandboxtest.keep, $SANDBOXTEST_KEEP, else never).
@@ -78,7 +80,6 @@ func newSettings(opts []Option) (*settings, error) {
 		namespace:    envOr("SANDBOXTEST_NAMESPACE", DefaultNamespace),
 		readyTimeout: DefaultReadyTimeout,
 		ttl:          DefaultTTL,
-		serverPort:   DefaultServerPort,
 		keep:         keepFlagOrEnv(),
 		labels:       map[string]string{},
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/agentsandbox/sandboxtest/internal/runtime"
+	"github.com/agentsandbox/sandboxtest/tracing"
 )
 
 // CallOption tunes one call to the sandbox.
@@ -42,14 +43,24 @@ func (sb *Sandbox) RunOK(command string) *Result {
 
 // RunE runs command and returns an error only for transport or harness failures.
 func (sb *Sandbox) RunE(ctx context.Context, command string, opts ...CallOption) (*Result, error) {
+	ctx, span := sb.startOp(ctx, tracing.SpanRun, commandAttrs(command)...)
 	start := time.Now()
 	out, err := sb.c.runtime.Execute(ctx, sb.target(), command, opts...)
 	r := &Result{Cmd: command, Stdout: out.Stdout, Stderr: out.Stderr, ExitCode: out.ExitCode,
 		Duration: time.Since(start), Sandbox: sb.s.namespace + "/" + sb.claim}
+	op := opRecord{At: start, Op: "run", What: command, ExitCode: r.ExitCode, Duration: r.Duration}
 	if err != nil {
-		return nil, errorf("running %q in %s: %w", command, sb, err)
+		err = errorf("running %q in %s: %w", command, sb, err)
+		op.Err = err.Error()
+		sb.record(op)
+		endSpan(span, err)
+		return nil, err
 	}
+	span.SetAttributes(tracing.AttrExitCode.Int(r.ExitCode),
+		tracing.AttrStdoutBytes.Int(len(r.Stdout)), tracing.AttrStderrBytes.Int(len(r.Stderr)))
+	span.End()
 	sb.remember(*r)
+	sb.record(op)
 	return r, nil
 }
 

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentsandbox/sandboxtest/internal/kube"
 	"github.com/agentsandbox/sandboxtest/internal/runtime"
+	"github.com/agentsandbox/sandboxtest/tracing"
 )
 
 // TB is the part of testing.TB that sandboxtest uses.
@@ -39,8 +42,15 @@ type Sandbox struct {
 	claim    string
 	ready    kube.ReadySandbox
 
-	mu      sync.Mutex
-	history []Result // recent commands, newest last
+	rec     *testRecord     // the test it reports to in traces and the summary
+	span    trace.Span      // sandbox-client.lifecycle, ended after the claim's deletion
+	sum     *sandboxSummary // its line in the run summary
+	created time.Time       // when New was called
+
+	mu       sync.Mutex
+	history  []Result      // recent commands, newest last
+	ops      []opRecord    // recent calls of any kind, for the failure report
+	observed []observation // states seen while waiting for Ready
 }
 
 // New provisions a sandbox from template for the test and registers its
@@ -66,24 +76,59 @@ func requireCluster() bool {
 
 // NewE is New returning an error instead of failing t. t is still used for
 // logging and cleanup: the claim is deleted when the test ends.
-func NewE(ctx context.Context, t TB, template string, opts ...Option) (*Sandbox, error) {
+func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbox, err error) {
 	t.Helper()
 	s, err := newSettings(opts)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	c, err := getCluster(ctx, s, t.Logf)
+	sb := &Sandbox{t: t, s: s, template: template, created: start, rec: testFor(t)}
+	// From here on, every error is filed in the summary and the lifecycle span.
+	sb.startLifecycle()
+	sb.sum = sb.rec.addSandbox(template, s.namespace)
+	defer func() {
+		if err != nil {
+			sb.sum.update(func(x *SandboxSummary) { x.Error = err.Error() })
+			if sb.claim == "" { // no cleanup registered: the lifecycle ends here
+				endSpan(sb.span, err)
+			} else {
+				sb.span.RecordError(err)
+			}
+		}
+	}()
+	c, err := sb.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sb := &Sandbox{t: t, s: s, c: c, template: template}
+	sb.c = c
 
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cspan := sb.startOp(ctx, tracing.SpanCreateClaim, tracing.AttrTemplate.String(template))
+	rctx, cancel := context.WithTimeout(cctx, 10*time.Second)
 	sb.pool, err = c.clients.ResolvePool(rctx, s.namespace, template)
+	timedOut := rctx.Err() != nil // read before cancel, which sets it
 	cancel()
 	if err != nil {
-		return nil, errorf("%w", err)
+		if timedOut && ctx.Err() == nil {
+			err = errorf("finding the warm pool for template %q in namespace %s: the API server at %s did not answer within 10s: %w", template, s.namespace, c.cfg.Host, err)
+		} else {
+			err = errorf("%w", err)
+		}
+		endSpan(cspan, err)
+		return nil, err
+	}
+	if s.serverPort == 0 { // not given: where the template says its server listens
+		s.serverPort = int(sb.pool.Port)
+		if s.serverPort == 0 {
+			s.serverPort = DefaultServerPort
+		}
+	}
+	cspan.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
+	sb.span.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
+	sb.sum.update(func(x *SandboxSummary) { x.Pool = sb.pool.Name })
+	annotations := map[string]string{kube.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339)}
+	if tc := tracing.TraceContextJSON(cctx); tc != "" {
+		annotations[tracing.TraceContextAnnotation] = tc // the controller's spans join this trace
 	}
 	labels := map[string]string{
 		kube.LabelCreatedBy: kube.CreatedByValue,
@@ -93,15 +138,25 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (*Sandbox,
 	for k, v := range s.labels {
 		labels[k] = v
 	}
-	claim, err := c.clients.CreateClaim(ctx, kube.ClaimSpec{
+	claim, err := c.clients.CreateClaim(cctx, kube.ClaimSpec{
 		Namespace: s.namespace, Pool: sb.pool.Name, Labels: labels,
-		Annotations:  map[string]string{kube.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339)},
+		Annotations:  annotations,
 		ShutdownTime: shutdownTime(t, s.ttl),
 	})
 	if err != nil {
-		return nil, errorf("%w", err)
+		if ctx.Err() != nil {
+			err = errorf("creating a SandboxClaim for pool %s in namespace %s: the caller's context ended (%w)", sb.pool.Name, s.namespace, err)
+		} else {
+			err = errorf("%w", err)
+		}
+		endSpan(cspan, err)
+		return nil, err
 	}
 	sb.claim = claim.Name
+	cspan.SetAttributes(tracing.AttrClaimName.String(claim.Name))
+	cspan.End()
+	sb.span.SetAttributes(tracing.AttrClaimName.String(claim.Name))
+	sb.sum.update(func(x *SandboxSummary) { x.Claim = claim.Name })
 	t.Cleanup(sb.cleanup) // before waiting: a failed wait still deletes the claim
 
 	ready, err := sb.waitReady(ctx)
@@ -113,9 +168,34 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (*Sandbox,
 	if ready.Warm {
 		start2 = "warm"
 	}
-	t.Logf("sandboxtest: claim %s/%s ready in %s (%s, pool %s, pod %s %s)",
-		s.namespace, sb.claim, time.Since(start).Round(100*time.Millisecond), start2, sb.pool.Name, ready.PodName, ready.PodIP)
+	took := time.Since(start)
+	sb.span.SetAttributes(tracing.AttrSandbox.String(ready.SandboxName), tracing.AttrPodName.String(ready.PodName),
+		tracing.AttrPodIP.String(ready.PodIP), tracing.AttrNodeName.String(ready.NodeName), tracing.AttrStart.String(start2))
+	sb.sum.update(func(x *SandboxSummary) {
+		x.Start, x.Warm, x.TimeToReadyMS = start2, ready.Warm, ms(took)
+	})
+	progressf(t, "sandboxtest: claim %s/%s ready in %s (%s, pool %s, pod %s %s, node %s)",
+		s.namespace, sb.claim, took.Round(100*time.Millisecond), start2, sb.pool.Name, ready.PodName, ready.PodIP, ready.NodeName)
 	return sb, nil
+}
+
+// connect gets the process's connection to the cluster and the router, in a connect span.
+func (sb *Sandbox) connect(ctx context.Context) (*cluster, error) {
+	ctx, span := sb.startOp(ctx, tracing.SpanConnect)
+	c, err := getCluster(ctx, sb.s, func(format string, args ...any) {
+		sb.t.Helper()
+		progressf(sb.t, format, args...)
+	})
+	if err != nil {
+		endSpan(span, err)
+		return nil, err
+	}
+	mode := tracing.AttrMode.String(string(c.choice.Mode))
+	span.SetAttributes(mode, tracing.AttrRoute.String(c.conn.Describe()))
+	span.End()
+	sb.span.SetAttributes(mode)
+	sb.sum.update(func(x *SandboxSummary) { x.Mode = string(c.choice.Mode) })
+	return c, nil
 }
 
 // waitReady waits for the claim's sandbox within the ready timeout and the
@@ -126,6 +206,23 @@ func (sb *Sandbox) waitReady(ctx context.Context) (kube.ReadySandbox, error) {
 		if left := time.Until(d) - 5*time.Second; left < timeout {
 			timeout = max(left, time.Second)
 		}
+	}
+	ctx, span := sb.startOp(ctx, tracing.SpanWaitReady, tracing.AttrClaimName.String(sb.claim))
+	ready, err := sb.waitReadyWithin(ctx, timeout)
+	if err == nil {
+		span.SetAttributes(tracing.AttrSandbox.String(ready.SandboxName), tracing.AttrPodName.String(ready.PodName))
+	}
+	endSpan(span, err)
+	return ready, err
+}
+
+func (sb *Sandbox) waitReadyWithin(ctx context.Context, timeout time.Duration) (kube.ReadySandbox, error) {
+	limit := fmt.Sprintf("its ready timeout ran out (%s; set by WithReadyTimeout or SANDBOXTEST_READY_TIMEOUT)", timeout.Round(100*time.Millisecond))
+	if timeout < sb.s.readyTimeout {
+		limit = fmt.Sprintf("the test's deadline was near (it left %s; go test -timeout sets it)", timeout.Round(100*time.Millisecond))
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		limit = "the caller's context ended"
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -152,26 +249,42 @@ func (sb *Sandbox) waitReady(ctx context.Context) (kube.ReadySandbox, error) {
 		mu.Lock()
 		last = state
 		mu.Unlock()
+		sb.observe(state)
 	})
 	if err == nil {
 		return ready, nil
 	}
+	waited := time.Since(start).Round(100 * time.Millisecond)
+	hint := fmt.Sprintf("look: kubectl -n %s describe sandboxclaim %s", sb.s.namespace, sb.claim)
 	var term *kube.TerminalError
 	if errors.As(err, &term) {
-		return ready, errorf("sandbox for template %q (claim %s/%s) cannot become Ready: %w", sb.template, sb.s.namespace, sb.claim, err)
+		return ready, errorf("sandbox for template %q (claim %s/%s) cannot become Ready (after %s): %w; %s", sb.template, sb.s.namespace, sb.claim, waited, err, hint)
 	}
 	var we *kube.WaitError
 	if errors.As(err, &we) && errors.Is(err, context.DeadlineExceeded) {
-		return ready, errorf("sandbox for template %q (claim %s/%s) not Ready after %s: %s", sb.template, sb.s.namespace, sb.claim, timeout.Round(time.Second), we.State)
+		return ready, errorf("sandbox for template %q (claim %s/%s) not Ready after %s: %s; last state: %s; %s", sb.template, sb.s.namespace, sb.claim, waited, limit, we.State, hint)
 	}
-	return ready, errorf("waiting for claim %s/%s: %w", sb.s.namespace, sb.claim, err)
+	return ready, errorf("waiting for claim %s/%s after %s: %w", sb.s.namespace, sb.claim, waited, err)
 }
 
-// cleanup deletes the claim, or keeps it when asked to.
+// cleanup writes the failure report when the test failed, then deletes
+// the claim, or keeps it when asked to, and ends the lifecycle span.
 func (sb *Sandbox) cleanup() {
 	ns, claim := sb.s.namespace, sb.claim
-	keep := sb.s.keep == KeepAlways || (sb.s.keep == KeepOnFailure && sb.t.Failed())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	failed := sb.t.Failed()
+	if failed {
+		sb.failureReport() // before the deletion takes the objects away
+	}
+	keep := sb.s.keep == KeepAlways || (sb.s.keep == KeepOnFailure && failed)
+	var err error
+	defer func() {
+		sb.span.SetAttributes(tracing.AttrKept.Bool(keep))
+		if err == nil && failed {
+			err = errors.New("the test failed")
+		}
+		endSpan(sb.span, err)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if keep {
 		until := time.Now().Add(30 * time.Minute)
@@ -188,12 +301,25 @@ func (sb *Sandbox) cleanup() {
 		return
 	}
 	start := time.Now()
-	if err := sb.c.clients.DeleteClaim(ctx, ns, claim, sb.ready.SandboxName); err != nil {
-		sb.t.Errorf("sandboxtest: cleanup of claim %s/%s: %v (the controller deletes it at its shutdownTime; or: sandboxtest-setup gc --run-id %s)", ns, claim, err, RunID())
+	dctx, span := sb.startOp(ctx, tracing.SpanDeleteClaim, tracing.AttrClaimName.String(claim))
+	err = sb.c.clients.DeleteClaim(dctx, ns, claim, sb.ready.SandboxName)
+	endSpan(span, err)
+	if err != nil {
+		what := err.Error()
+		if ctx.Err() != nil {
+			lctx, lcancel := context.WithTimeout(context.Background(), 2*kube.DefaultCallTimeout)
+			left := sb.c.clients.DescribeLeftovers(lctx, ns, sb.ready.SandboxName, sb.ready.PodName, kube.DefaultCallTimeout)
+			lcancel()
+			what = fmt.Sprintf("its Sandbox %s was not gone %s after the claim's deletion (%s)", sb.ready.SandboxName, cleanupTimeout, left)
+		}
+		sb.t.Errorf("sandboxtest: cleanup of claim %s/%s: %s (the controller deletes it at its shutdownTime; or: sandboxtest-setup gc --run-id %s)", ns, claim, what, RunID())
 		return
 	}
-	sb.t.Logf("sandboxtest: deleted claim %s/%s in %s", ns, claim, time.Since(start).Round(time.Millisecond))
+	progressf(sb.t, "sandboxtest: deleted claim %s/%s in %s", ns, claim, time.Since(start).Round(time.Millisecond))
 }
+
+// cleanupTimeout bounds a sandbox's deletion in its test's cleanup.
+const cleanupTimeout = 30 * time.Second
 
 // shutdownTime is the test's deadline plus a grace period, else now + ttl.
 func shutdownTime(t TB, ttl time.Duration) time.Time {

@@ -139,3 +139,9 @@ func TestGolden(t *testing.T) {
 	res := sb.RunOK("printf 'golden\\n'")
 	sandboxtest.AssertGolden(t, res.Stdout, "golden.golden")
 }
+
+func TestServerPortFromTemplate(t *testing.T) {
+	// python-env-template serves on 9999 and says so; New finds it there.
+	sb := sandboxtest.New(t, "python-env-template")
+	sb.RunOK("printenv SANDBOXTEST_GREETING").Assert(t, sandboxtest.Expected{Out: "hello from the template\n"})
+}

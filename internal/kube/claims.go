@@ -67,6 +67,7 @@ func (e *TemplateNotFoundError) Error() string {
 // Pool is the warm pool a template resolved to.
 type Pool struct {
 	Name    string
+	Port    int32 // where the template's server listens: containerPort "runtime", else the first; 0 if none
 	Ready   int32 // ready replicas when resolved; > 0 means a warm start is likely
 	Created bool  // sandboxtest created it, cold, on demand
 }
@@ -85,7 +86,7 @@ func (c *Clients) ResolvePool(ctx context.Context, ns, template string) (Pool, e
 		defer close(done)
 		pools, poolsErr = api.SandboxWarmPools(ns).List(ctx, metav1.ListOptions{})
 	}()
-	_, tmplErr := api.SandboxTemplates(ns).Get(ctx, template, metav1.GetOptions{})
+	tmpl, tmplErr := api.SandboxTemplates(ns).Get(ctx, template, metav1.GetOptions{})
 	<-done
 	if apierrors.IsNotFound(tmplErr) {
 		return Pool{}, c.templateNotFound(ctx, ns, template)
@@ -105,8 +106,9 @@ func (c *Clients) ResolvePool(ctx context.Context, ns, template string) (Pool, e
 			best = p
 		}
 	}
+	port := templatePort(tmpl)
 	if best != nil {
-		return Pool{Name: best.Name, Ready: best.Status.ReadyReplicas}, nil
+		return Pool{Name: best.Name, Ready: best.Status.ReadyReplicas, Port: port}, nil
 	}
 	pool := &extv1beta1.SandboxWarmPool{
 		ObjectMeta: metav1.ObjectMeta{
@@ -118,7 +120,24 @@ func (c *Clients) ResolvePool(ctx context.Context, ns, template string) (Pool, e
 	if _, err := api.SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return Pool{}, fmt.Errorf("creating cold pool %s/%s for template %s: %w", ns, template, template, err)
 	}
-	return Pool{Name: template, Created: true}, nil
+	return Pool{Name: template, Created: true, Port: port}, nil
+}
+
+// templatePort is the port a template's server listens on, as declared:
+// the container port named "runtime", else the first declared port.
+func templatePort(t *extv1beta1.SandboxTemplate) int32 {
+	var first int32
+	for _, c := range t.Spec.PodTemplate.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.Name == "runtime" {
+				return p.ContainerPort
+			}
+			if first == 0 {
+				first = p.ContainerPort
+			}
+		}
+	}
+	return first
 }
 
 func (c *Clients) templateNotFound(ctx context.Context, ns, template string) error {

@@ -1,0 +1,224 @@
+package sandboxtest
+
+// Sandboxes that outlive one test. fixtures.Shared keeps a per-process pool
+// of them; a suite rarely needs this file directly.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+// Config is where and how New provisions for a set of options. fixtures
+// read it to look at a template in the cluster before asking for a sandbox.
+type Config struct {
+	REST         *rest.Config // WithRestConfig, else the kubeconfig ($KUBECONFIG, ~/.kube/config)
+	Namespace    string
+	ServerPort   int // 0: the template decides (see WithServerPort)
+	ReadyTimeout time.Duration
+	TTL          time.Duration
+}
+
+// ResolveConfig returns the configuration New would use with opts. A
+// kubeconfig that cannot be loaded is an *UnavailableError, as in New.
+func ResolveConfig(opts ...Option) (Config, error) {
+	s, err := newSettings(opts)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg := s.restConfig
+	if cfg == nil {
+		if cfg, _, err = loadRestConfig(); err != nil {
+			return Config{}, &UnavailableError{Err: err}
+		}
+	}
+	return Config{REST: cfg, Namespace: s.namespace, ServerPort: s.serverPort, ReadyTimeout: s.readyTimeout, TTL: s.ttl}, nil
+}
+
+// SkipOrFail reports err the way New does: it skips t when no cluster is
+// reachable (an *UnavailableError), unless CI or SANDBOXTEST_REQUIRE=1 is
+// set, and fails it otherwise.
+func SkipOrFail(t TB, err error) {
+	t.Helper()
+	var u *UnavailableError
+	if errors.As(err, &u) && !requireCluster() {
+		t.Skipf("%v (set SANDBOXTEST_REQUIRE=1 to fail instead of skipping)", err)
+	}
+	t.Fatalf("%v", err)
+}
+
+// detachedState is what a detached sandbox carries besides the Sandbox.
+type detachedState struct {
+	mu       sync.Mutex
+	cleanups []func() // what provisioning registered (the claim's deletion first among them), run by Delete
+	expires  time.Time
+}
+
+var (
+	detachedMu sync.Mutex
+	detached   = map[*Sandbox]*detachedState{}
+)
+
+func detachedOf(sb *Sandbox) *detachedState {
+	detachedMu.Lock()
+	defer detachedMu.Unlock()
+	return detached[sb]
+}
+
+// collectingTB is the TB a detached sandbox is provisioned with: it forwards
+// to the test, but keeps the cleanups for Delete instead of t.Cleanup.
+type collectingTB struct {
+	TB
+	mu       sync.Mutex
+	cleanups []func()
+}
+
+func (c *collectingTB) Cleanup(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cleanups = append(c.cleanups, f)
+}
+
+func (c *collectingTB) Deadline() (time.Time, bool) { return deadline(c.TB) }
+
+func (c *collectingTB) take() []func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.cleanups
+	c.cleanups = nil
+	return out
+}
+
+func runCleanups(fs []func()) {
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
+
+// NewDetached provisions a sandbox like New, except that its lifetime is
+// not t's: it survives t until Delete. Its claim's shutdownTime is t's
+// deadline (the test binary's -timeout) plus a grace period, else now +
+// the TTL, so the controller deletes it if the process never does. Until
+// Attach binds it to another test, it reports to t.
+func NewDetached(t TB, template string, opts ...Option) *Sandbox {
+	t.Helper()
+	sb, err := NewDetachedE(context.Background(), t, template, opts...)
+	if err != nil {
+		SkipOrFail(t, err)
+	}
+	return sb
+}
+
+// NewDetachedE is NewDetached returning an error; on error, whatever was
+// created is deleted when t ends, as with NewE.
+func NewDetachedE(ctx context.Context, t TB, template string, opts ...Option) (*Sandbox, error) {
+	t.Helper()
+	s, err := newSettings(opts)
+	if err != nil {
+		return nil, err
+	}
+	col := &collectingTB{TB: t}
+	expires := shutdownTime(col, s.ttl) // no later than the one NewE gives the claim
+	sb, err := NewE(ctx, col, template, opts...)
+	if err != nil {
+		for _, f := range col.take() { // as NewE's: t's end deletes what was created
+			t.Cleanup(f)
+		}
+		return nil, err
+	}
+	sb.t = t
+	st := &detachedState{cleanups: col.take(), expires: expires}
+	detachedMu.Lock()
+	detached[sb] = st
+	detachedMu.Unlock()
+	return sb, nil
+}
+
+// Detached reports whether sb came from NewDetached and is not deleted yet.
+func (sb *Sandbox) Detached() bool { return detachedOf(sb) != nil }
+
+// Attach binds a detached sandbox to t: from now on its logs and failures
+// are t's, and Delete applies t's keep policy. When the claim's
+// shutdownTime would come before t can end (t's deadline plus a grace
+// period, or half the TTL from now when t has none), it is moved later.
+// On a sandbox from New it only rebinds.
+func (sb *Sandbox) Attach(t TB) {
+	t.Helper()
+	sb.t = t
+	st := detachedOf(sb)
+	if st == nil {
+		return
+	}
+	need := time.Now().Add(sb.s.ttl / 2)
+	if d, ok := deadline(t); ok {
+		need = d.Add(shutdownGrace)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.expires.Before(need) {
+		return
+	}
+	until := time.Now().Add(sb.s.ttl)
+	if need.After(until) {
+		until = need
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sb.c.clients.ExtendShutdown(ctx, sb.s.namespace, sb.claim, until); err != nil {
+		t.Logf("sandboxtest: could not move the shutdownTime of claim %s/%s to %s: %v (the controller may delete it at %s)",
+			sb.s.namespace, sb.claim, until.Format(time.TimeOnly), err, st.expires.Format(time.TimeOnly))
+		return
+	}
+	st.expires = until
+}
+
+// Detach binds a detached sandbox to no test while it waits for the next:
+// its logs are dropped and its errors go to stderr.
+func (sb *Sandbox) Detach() { sb.t = noTest{name: "detached " + sb.claim} }
+
+// Delete deletes a detached sandbox now, reporting to t, whose keep policy
+// applies (with -sandboxtest.keep=onfailure a failed t keeps it). It runs
+// what provisioning registered for the end of the sandbox, once; a second
+// Delete does nothing. A sandbox from New is deleted by its test's cleanup,
+// so Delete leaves it alone.
+func (sb *Sandbox) Delete(t TB) {
+	t.Helper()
+	detachedMu.Lock()
+	st := detached[sb]
+	delete(detached, sb)
+	detachedMu.Unlock()
+	if st == nil {
+		return
+	}
+	sb.t = t
+	st.mu.Lock()
+	fs := st.cleanups
+	st.cleanups = nil
+	st.mu.Unlock()
+	runCleanups(fs)
+}
+
+// Connection says how this process reaches the router, and why that way.
+func (sb *Sandbox) Connection() string {
+	return fmt.Sprintf("%s (%s): %s", sb.c.choice.Mode, sb.c.choice.Reason, sb.c.conn.Describe())
+}
+
+// noTest is the TB of a sandbox between tests.
+type noTest struct{ name string }
+
+func (noTest) Helper()                     {}
+func (n noTest) Name() string              { return n.name }
+func (noTest) Logf(string, ...any)         {}
+func (noTest) Skipf(string, ...any)        {}
+func (noTest) FailNow()                    {}
+func (noTest) Failed() bool                { return false }
+func (noTest) Cleanup(func())              {}
+func (n noTest) Fatalf(f string, a ...any) { n.Errorf(f, a...) }
+func (n noTest) Errorf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "sandboxtest: %s: %s\n", n.name, fmt.Sprintf(f, a...))
+}
