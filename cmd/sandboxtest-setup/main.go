@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 }
 
 func commands() []*command {
-	return []*command{localCommand(), kindCommand(), gcCommand(), doctorCommand(), deployCommand(), installControllerCommand()}
+	return []*command{localCommand(), kindCommand(), gcCommand(), doctorCommand(), deployCommand(), installControllerCommand(), validateCommand()}
 }
 
 func dispatch(ctx context.Context, c *command, args []string, out, errOut io.Writer) error {
