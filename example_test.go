@@ -7,12 +7,17 @@ package sandboxtest_test
 // them) and runs cleanups on Close; in a test, use the test's t instead.
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/agentsandbox/sandboxtest"
 	"github.com/agentsandbox/sandboxtest/fixtures"
+	"github.com/agentsandbox/sandboxtest/tracing"
 )
 
 // newExampleT is what an Example has instead of the test's t.
@@ -142,4 +147,42 @@ func Example_validateTemplate() {
 	// Output:
 	// passes: true
 	// template ready router echo exit-codes streams files binary large-file large-output workdir env readiness-probe non-root network-policy
+}
+
+// Tracing: every test that uses a sandbox gets a span tree. Main sets it up
+// from the OTEL_* variables when SANDBOXTEST_TRACING=1 or -sandboxtest.trace
+// is given; here the spans go to memory so the example can show them.
+func Example_tracing() {
+	spans := tracetest.NewInMemoryExporter()
+	shutdown, err := tracing.Setup(context.Background(), tracing.WithExporter(spans), tracing.WithSyncExport())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	t := newExampleT("Example_tracing")
+	sb := sandboxtest.New(t, "python-sandbox-template")
+	sb.WriteFile("in.txt", []byte("x"))
+	sb.RunOK("cat in.txt")
+	t.Close() // deletes the sandbox: the last spans end
+	defer shutdown(context.Background())
+
+	seen := map[string]bool{}
+	var names []string
+	for _, s := range spans.GetSpans() {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			names = append(names, s.Name)
+		}
+	}
+	sort.Strings(names)
+	fmt.Println(strings.Join(names, "\n"))
+	// Output:
+	// sandbox-client.connect
+	// sandbox-client.create_claim
+	// sandbox-client.delete_claim
+	// sandbox-client.lifecycle
+	// sandbox-client.run
+	// sandbox-client.wait_for_sandbox_ready
+	// sandbox-client.write
+	// sandboxtest.test
 }
