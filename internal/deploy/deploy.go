@@ -439,7 +439,7 @@ func routerReady(ctx context.Context, cs kubernetes.Interface, ns string, want i
 	}
 	ready, notReady := 0, ""
 	for i := range pods.Items {
-		if podReady(&pods.Items[i]) {
+		if kube.PodReady(&pods.Items[i]) {
 			ready++
 		} else if notReady == "" {
 			notReady = podState(&pods.Items[i])
@@ -453,15 +453,6 @@ func routerReady(ctx context.Context, cs kubernetes.Interface, ns string, want i
 		state += "; " + notReady
 	}
 	return ready > 0, state
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // podState says why a pod is not Ready, as far as its status tells.

@@ -216,7 +216,7 @@ func routerCheck(ctx context.Context, cs kubernetes.Interface, ns, deploy string
 	}
 	var ready []string
 	for _, p := range pods.Items {
-		if len(svc.Spec.Selector) > 0 && p.DeletionTimestamp == nil && podReady(&p) {
+		if len(svc.Spec.Selector) > 0 && p.DeletionTimestamp == nil && PodReady(&p) {
 			ready = append(ready, p.Name+" "+p.Status.PodIP)
 		}
 	}
@@ -228,7 +228,8 @@ func routerCheck(ctx context.Context, cs kubernetes.Interface, ns, deploy string
 	return c
 }
 
-func podReady(p *corev1.Pod) bool {
+// PodReady reports whether the pod's Ready condition is True.
+func PodReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
 			return c.Status == corev1.ConditionTrue

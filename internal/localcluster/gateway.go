@@ -194,7 +194,7 @@ func (c *gatewayController) backendAddress(g *gwv1.Gateway) (ip, reason, msg str
 	for _, obj := range c.pods.List() {
 		p := obj.(*corev1.Pod)
 		if p.Namespace == svc.Namespace && len(svc.Spec.Selector) > 0 && sel.Matches(labels.Set(p.Labels)) &&
-			p.DeletionTimestamp == nil && p.Status.PodIP != "" && podIsReady(p) {
+			p.DeletionTimestamp == nil && p.Status.PodIP != "" && kube.PodReady(p) {
 			return p.Status.PodIP, "", ""
 		}
 	}
@@ -209,15 +209,6 @@ func routeAttaches(r *gwv1.HTTPRoute, g *gwv1.Gateway) bool {
 		}
 		if string(p.Name) == g.Name && ns == g.Namespace && (p.Kind == nil || *p.Kind == "Gateway") {
 			return true
-		}
-	}
-	return false
-}
-
-func podIsReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false
