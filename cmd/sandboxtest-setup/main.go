@@ -88,9 +88,13 @@ func printGroupHelp(c *command, w io.Writer) {
 	fmt.Fprintf(w, "%s: %s\n\nUsage:\n  %s <command> [flags]\n\nCommands:\n", c.name, c.summary, c.name)
 	subs := append([]*command{}, c.sub...)
 	sort.Slice(subs, func(i, j int) bool { return subs[i].name < subs[j].name })
+	width := 0
+	for _, s := range subs {
+		width = max(width, len(s.name))
+	}
 	for _, s := range subs {
 		if !s.hidden {
-			fmt.Fprintf(w, "  %-10s %s\n", s.name, s.summary)
+			fmt.Fprintf(w, "  %-*s  %s\n", width, s.name, s.summary)
 		}
 	}
 	fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags.\n", c.name)
