@@ -128,7 +128,7 @@ func wantLocal(s mainSettings) bool {
 	case "0", "false":
 		return false
 	}
-	return !kubeconfigConfigured() && os.Getenv("CI") == ""
+	return !kubeconfigConfigured() && !connect.InCI()
 }
 
 func kubeconfigConfigured() bool {

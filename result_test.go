@@ -111,6 +111,17 @@ func TestNoClusterSkipsOrFails(t *testing.T) {
 	assert.Check(t, !rec.failed)
 	assert.Check(t, is.Contains(rec.output(), "sandboxtest-setup@latest local up"))
 
+	t.Setenv("CI", "false") // CI read as every part of sandboxtest reads it: false is unset
+	rec = &recorder{name: "TestX"}
+	rec.run(func() { New(rec, "python-sandbox-template") })
+	assert.Check(t, rec.skipped && !rec.failed, rec.output())
+
+	t.Setenv("CI", "true")
+	rec = &recorder{name: "TestX"}
+	rec.run(func() { New(rec, "python-sandbox-template") })
+	assert.Check(t, rec.failed && !rec.skipped, rec.output())
+
+	t.Setenv("CI", "")
 	t.Setenv("SANDBOXTEST_REQUIRE", "1")
 	rec = &recorder{name: "TestX"}
 	rec.run(func() { New(rec, "python-sandbox-template") })

@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/agentsandbox/sandboxtest/connect"
 	"github.com/agentsandbox/sandboxtest/internal/kube"
 	"github.com/agentsandbox/sandboxtest/internal/runtime"
 	"github.com/agentsandbox/sandboxtest/tracing"
@@ -71,7 +72,7 @@ func New(t TB, template string, opts ...Option) *Sandbox {
 
 // requireCluster says whether an unreachable cluster fails tests instead of skipping them.
 func requireCluster() bool {
-	return os.Getenv("CI") != "" || os.Getenv("SANDBOXTEST_REQUIRE") == "1"
+	return connect.InCI() || os.Getenv("SANDBOXTEST_REQUIRE") == "1"
 }
 
 // NewE is New returning an error instead of failing t. t is still used for

@@ -224,6 +224,10 @@ func splitGateway(s, defaultNS string) (string, string, error) {
 	return "", "", fmt.Errorf("sandboxtest: %s=%q is not [namespace/]name, e.g. %s=default/sandbox-gateway", EnvGateway, s, EnvGateway)
 }
 
+// InCI reports whether the CI variable says this is a CI run: set, and not
+// "false", "0" or "no". Every part of sandboxtest reads CI this way.
+func InCI() bool { return ciSet(os.Getenv(EnvCI)) }
+
 func ciSet(v string) bool {
 	v = strings.ToLower(strings.TrimSpace(v))
 	return v != "" && v != "false" && v != "0" && v != "no"
