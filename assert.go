@@ -16,13 +16,11 @@ func (sb *Sandbox) AssertFile(t TestingT, path, want string) {
 	t.Helper()
 	got, err := sb.ReadFileE(context.Background(), path)
 	if err != nil {
-		t.Errorf("%v", err)
-		t.FailNow()
+		fatalf(t, "%v", err)
 		return
 	}
 	if string(got) != want {
-		t.Errorf("sandboxtest: file %q in %s differs (-want +got):\n%s", path, sb, cmp.Diff(want, string(got)))
-		t.FailNow()
+		fatalf(t, "sandboxtest: file %q in %s differs (-want +got):\n%s", path, sb, cmp.Diff(want, string(got)))
 	}
 }
 
@@ -31,13 +29,11 @@ func (sb *Sandbox) AssertFileContains(t TestingT, path, substr string) {
 	t.Helper()
 	got, err := sb.ReadFileE(context.Background(), path)
 	if err != nil {
-		t.Errorf("%v", err)
-		t.FailNow()
+		fatalf(t, "%v", err)
 		return
 	}
 	if !strings.Contains(string(got), substr) {
-		t.Errorf("sandboxtest: file %q in %s does not contain %q; it holds %d bytes:\n%s", path, sb, substr, len(got), tailOf(string(got), tailLines))
-		t.FailNow()
+		fatalf(t, "sandboxtest: file %q in %s does not contain %q; it holds %d bytes:\n%s", path, sb, substr, len(got), tailOf(string(got), tailLines))
 	}
 }
 
@@ -46,13 +42,11 @@ func (sb *Sandbox) AssertNoFile(t TestingT, path string) {
 	t.Helper()
 	ok, err := sb.ExistsE(context.Background(), path)
 	if err != nil {
-		t.Errorf("%v", err)
-		t.FailNow()
+		fatalf(t, "%v", err)
 		return
 	}
 	if ok {
-		t.Errorf("sandboxtest: %q exists in %s, want no such file", path, sb)
-		t.FailNow()
+		fatalf(t, "sandboxtest: %q exists in %s, want no such file", path, sb)
 	}
 }
 
@@ -67,24 +61,20 @@ func AssertGolden(t TestingT, actual, name string) {
 			err = os.WriteFile(path, []byte(actual), 0o644)
 		}
 		if err != nil {
-			t.Errorf("sandboxtest: updating golden file %s: %v", path, err)
-			t.FailNow()
+			fatalf(t, "sandboxtest: updating golden file %s: %v", path, err)
 		}
 		return
 	}
 	want, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		t.Errorf("sandboxtest: golden file %s does not exist; create it with: go test -run '<this test>' -sandboxtest.update", path)
-		t.FailNow()
+		fatalf(t, "sandboxtest: golden file %s does not exist; create it with: go test -run '<this test>' -sandboxtest.update", path)
 		return
 	} else if err != nil {
-		t.Errorf("sandboxtest: reading golden file %s: %v", path, err)
-		t.FailNow()
+		fatalf(t, "sandboxtest: reading golden file %s: %v", path, err)
 		return
 	}
 	if string(want) != actual {
-		t.Errorf("sandboxtest: output differs from golden file %s (-want +got):\n%s\nupdate it with -sandboxtest.update if the change is right", path, cmp.Diff(string(want), actual))
-		t.FailNow()
+		fatalf(t, "sandboxtest: output differs from golden file %s (-want +got):\n%s\nupdate it with -sandboxtest.update if the change is right", path, cmp.Diff(string(want), actual))
 	}
 }
 
@@ -94,4 +84,11 @@ func tailOf(s string, n int) string {
 		lines = append([]string{fmt.Sprintf("… (%d lines before)", len(lines)-n)}, lines[len(lines)-n:]...)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// fatalf reports and stops the test: TestingT has Errorf and FailNow, not Fatalf.
+func fatalf(t TestingT, format string, args ...any) {
+	t.Helper()
+	t.Errorf(format, args...)
+	t.FailNow()
 }

@@ -47,8 +47,7 @@ type TestingT interface {
 func (r *Result) Assert(t TestingT, exp Expected) {
 	t.Helper()
 	if problems := r.Compare(exp); len(problems) > 0 {
-		t.Errorf("%s", r.failure(problems))
-		t.FailNow()
+		fatalf(t, "%s", r.failure(problems))
 	}
 }
 
