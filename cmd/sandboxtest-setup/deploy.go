@@ -27,7 +27,7 @@ func deployCommand() *command {
 		name:    "deploy",
 		summary: "deploy the sandbox router, templates with warm pools, and optionally a Gateway",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+			kubeconfigFlag(fs, &kubeconfig)
 			fs.StringVar(&opts.Namespace, "namespace", "default", "namespace to deploy into (created when missing)")
 			fs.Var(&templates, "templates", "SandboxTemplate YAML file or directory to add to the embedded templates, replacing those of the same name; repeatable or comma-separated (default: the embedded templates only)")
 			fs.StringVar(&opts.RouterImage, "router-image", fixtures.DefaultRouterImage, "sandbox-router image")

@@ -18,7 +18,7 @@ func doctorCommand() *command {
 		name:    "doctor",
 		summary: "check what sandboxtest needs from the cluster, one row each, with the command that fixes a failure",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+			kubeconfigFlag(fs, &kubeconfig)
 			fs.StringVar(&namespace, "namespace", "default", "namespace of the router, templates and pools")
 			fs.StringVar(&templates, "template", "", "comma-separated templates that must exist with a pool (default: every template in the namespace)")
 			fs.StringVar(&gateway, "gateway", "", "[namespace/]name of a Gateway whose address to check")

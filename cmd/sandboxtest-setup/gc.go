@@ -23,7 +23,7 @@ func gcCommand() *command {
 			fs.DurationVar(&olderThan, "older-than", kube.DefaultGCAge, "take only objects created at least this long ago; 0 takes any age")
 			fs.StringVar(&opts.RunID, "run-id", "", "take only this run's objects (label "+kube.LabelRunID+"); default: every run's")
 			fs.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted and delete nothing")
-			fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+			kubeconfigFlag(fs, &kubeconfig)
 		},
 		run: func(ctx context.Context, fs *flag.FlagSet, out io.Writer) error {
 			if fs.NArg() > 0 {

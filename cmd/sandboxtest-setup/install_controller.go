@@ -19,7 +19,7 @@ func installControllerCommand() *command {
 		name:    "install-controller",
 		summary: "install the upstream agent-sandbox controller with extensions (CRDs, RBAC, Deployment)",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+			kubeconfigFlag(fs, &kubeconfig)
 			fs.StringVar(&version, "version", localcluster.AgentSandboxVersion, "agent-sandbox release whose manifests and published controller image to install")
 		},
 		run: func(ctx context.Context, _ *flag.FlagSet, out io.Writer) error {

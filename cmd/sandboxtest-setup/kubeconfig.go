@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 
 	"k8s.io/client-go/rest"
@@ -24,4 +25,9 @@ func loadKubeconfig(path string) (*rest.Config, string, error) {
 		return nil, "", fmt.Errorf("no usable kubeconfig (%v); start a local cluster with: sandboxtest-setup local up", err)
 	}
 	return cfg, raw.CurrentContext, nil
+}
+
+// kubeconfigFlag registers --kubeconfig, read by loadKubeconfig.
+func kubeconfigFlag(fs *flag.FlagSet, path *string) {
+	fs.StringVar(path, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
 }

@@ -25,7 +25,7 @@ func validateCommand() *command {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&template, "template", "", "the SandboxTemplate to validate (required)")
 			fs.StringVar(&namespace, "namespace", "default", "namespace of the template, its sandbox and the router")
-			fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+			kubeconfigFlag(fs, &kubeconfig)
 			fs.DurationVar(&budget, "ready-budget", sandboxtest.DefaultReadyTimeout, "how long the sandbox may take to become Ready")
 			fs.BoolVar(&requireNonRoot, "require-non-root", false, "fail, rather than warn, when commands run as root")
 			fs.BoolVar(&verbose, "v", false, "log progress (claim, connection, each check) to stderr")
