@@ -1,4 +1,4 @@
-package sandboxtest_test
+package templates_test
 
 // These examples run under go test against the cluster that TestMain's
 // sandboxtest.Main prepared (the local cluster when there is no kubeconfig).
@@ -15,9 +15,9 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/agentsandbox/sandboxtest"
-	"github.com/agentsandbox/sandboxtest/fixtures"
-	"github.com/agentsandbox/sandboxtest/tracing"
+	"github.com/agentsandbox/go-sandboxtest/fixtures"
+	"github.com/agentsandbox/go-sandboxtest/sandboxtest"
+	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
 // newExampleT is what an Example has instead of the test's t.

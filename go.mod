@@ -1,4 +1,4 @@
-module github.com/agentsandbox/sandboxtest
+module github.com/agentsandbox/go-sandboxtest
 
 go 1.26.0
 

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 func openTunnel(t *testing.T, o TunnelOptions) *tunnel {

@@ -66,7 +66,7 @@ const (
 	SpanList             = "sandbox-client.list"
 	SpanExists           = "sandbox-client.exists"
 	SpanDeleteClaim      = "sandbox-client.delete_claim"
-	InstrumentationScope = "github.com/agentsandbox/sandboxtest"
+	InstrumentationScope = "github.com/agentsandbox/go-sandboxtest/sandboxtest"
 )
 
 // TraceContextAnnotation is the claim annotation holding the W3C trace

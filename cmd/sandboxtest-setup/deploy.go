@@ -13,8 +13,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/agentsandbox/sandboxtest/fixtures"
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/fixtures"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 func deployCommand() *command {

@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
 // TestDeployCommand runs deploy and install-controller against one local

@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 func gcCommand() *command {

@@ -24,8 +24,8 @@ import (
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
 // TestGCCommand runs gc against a local cluster of its own: the flags reach

@@ -10,10 +10,10 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/agentsandbox/sandboxtest/fixtures"
-	"github.com/agentsandbox/sandboxtest/internal/kindcluster"
-	"github.com/agentsandbox/sandboxtest/internal/kube"
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/fixtures"
+	"github.com/agentsandbox/go-sandboxtest/internal/kindcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
 func kindCommand() *command {

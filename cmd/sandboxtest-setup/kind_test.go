@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentsandbox/sandboxtest/internal/kindcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/kindcluster"
 )
 
 // runCLI runs the command table in-process.

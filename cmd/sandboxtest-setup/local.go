@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
 func localCommand() *command {

@@ -9,8 +9,8 @@ import (
 	"os"
 	"time"
 
-	sandboxtest "github.com/agentsandbox/sandboxtest"
-	"github.com/agentsandbox/sandboxtest/fixtures"
+	"github.com/agentsandbox/go-sandboxtest/fixtures"
+	sandboxtest "github.com/agentsandbox/go-sandboxtest/sandboxtest"
 )
 
 // validateCommand runs the conformance battery of fixtures.ValidateTemplate

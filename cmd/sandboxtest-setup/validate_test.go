@@ -10,9 +10,9 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/agentsandbox/sandboxtest/fixtures"
-	"github.com/agentsandbox/sandboxtest/internal/kube"
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/fixtures"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
 // brokenTemplate declares and probes port 8888, but its server listens on

@@ -28,7 +28,7 @@ import (
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 // DefaultRouterImage is the published Go sandbox-router (promoted by
@@ -47,7 +47,7 @@ type Options struct {
 	// ignored). Default "default"; created when missing.
 	Namespace string
 	// Templates holds SandboxTemplate YAML files (fixtures.Deploy defaults
-	// it to sandboxtest.Templates). Nil: only TemplatePaths.
+	// it to templates.FS). Nil: only TemplatePaths.
 	Templates fs.FS
 	// TemplatePaths are more template files or directories (--templates); a
 	// template there replaces one of the same name from Templates.

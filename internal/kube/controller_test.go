@@ -12,8 +12,8 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
 func TestRenderUpstreamController(t *testing.T) {

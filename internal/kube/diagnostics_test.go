@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 func clients(t *testing.T) *kube.Clients {

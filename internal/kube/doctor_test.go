@@ -11,9 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	"github.com/agentsandbox/sandboxtest"
-	"github.com/agentsandbox/sandboxtest/internal/deploy"
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	templates "github.com/agentsandbox/go-sandboxtest"
+	"github.com/agentsandbox/go-sandboxtest/internal/deploy"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 func rowsByName(rows []kube.Check) map[string]kube.Check {
@@ -44,7 +44,7 @@ func TestDoctorBeforeAndAfterDeploy(t *testing.T) {
 	assert.Check(t, is.Contains(tmpl.Fix, "sandboxtest-setup deploy"))
 	assert.Check(t, !before["gateway "+ns+"/gw"].OK)
 
-	_, err := deploy.Deploy(ctx, cluster.RESTConfig, deploy.Options{Namespace: ns, Templates: sandboxtest.Templates, Gateway: "gw"})
+	_, err := deploy.Deploy(ctx, cluster.RESTConfig, deploy.Options{Namespace: ns, Templates: templates.FS, Gateway: "gw"})
 	assert.NilError(t, err)
 	var after []kube.Check
 	// The Gateway is programmed shortly after the deploy returns.

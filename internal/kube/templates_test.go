@@ -10,7 +10,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 )
 
-// The repository's own templates (what sandboxtest.Templates embeds).
+// The repository's own templates (what templates.FS embeds).
 const repoTemplates = "../../testdata/templates"
 
 func TestLoadRepositoryTemplates(t *testing.T) {

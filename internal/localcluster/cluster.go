@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/agentsandbox/sandboxtest/internal/processnode"
+	"github.com/agentsandbox/go-sandboxtest/internal/processnode"
 )
 
 // Cluster is the whole local cluster: the control plane plus the process node.

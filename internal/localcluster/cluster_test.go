@@ -35,8 +35,8 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
-	"github.com/agentsandbox/sandboxtest/internal/processnode"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/processnode"
 )
 
 const (

@@ -29,7 +29,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/agentsandbox/sandboxtest/internal/proc"
+	"github.com/agentsandbox/go-sandboxtest/internal/proc"
 )
 
 // GatewayAPIVersion is the sigs.k8s.io/gateway-api version whose standard

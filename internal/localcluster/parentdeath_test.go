@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
 // parentEnv, when set, makes the test binary act as a process that owns a

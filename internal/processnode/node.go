@@ -31,7 +31,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 // DefaultName is the node name when Config.Name is empty.

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agentsandbox/sandboxtest/internal/proc"
-	"github.com/agentsandbox/sandboxtest/internal/runtimeserver"
+	"github.com/agentsandbox/go-sandboxtest/internal/proc"
+	"github.com/agentsandbox/go-sandboxtest/internal/runtimeserver"
 )
 
 // Image patterns of the built-in runners.

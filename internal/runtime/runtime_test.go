@@ -19,7 +19,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/agentsandbox/sandboxtest/internal/runtimeserver"
+	"github.com/agentsandbox/go-sandboxtest/internal/runtimeserver"
 )
 
 // target is what every test addresses; the fake router insists on it.

@@ -13,10 +13,10 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/agentsandbox/sandboxtest/connect"
-	"github.com/agentsandbox/sandboxtest/internal/kube"
-	"github.com/agentsandbox/sandboxtest/internal/runtime"
-	"github.com/agentsandbox/sandboxtest/tracing"
+	"github.com/agentsandbox/go-sandboxtest/connect"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/runtime"
+	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
 // TB is the part of testing.TB that sandboxtest uses.

@@ -14,7 +14,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/agentsandbox/sandboxtest"
+	"github.com/agentsandbox/go-sandboxtest/sandboxtest"
 )
 
 const template = "python-sandbox-template"

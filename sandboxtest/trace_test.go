@@ -13,7 +13,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/agentsandbox/sandboxtest/tracing"
+	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
 // inMemoryTracing makes the global provider export to memory until the test ends.

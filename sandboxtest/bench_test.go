@@ -20,8 +20,8 @@ import (
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
-	"github.com/agentsandbox/sandboxtest"
-	"github.com/agentsandbox/sandboxtest/connect"
+	"github.com/agentsandbox/go-sandboxtest/connect"
+	"github.com/agentsandbox/go-sandboxtest/sandboxtest"
 )
 
 // The benchmarks compare sandboxtest with the upstream Go SDK

@@ -22,7 +22,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/agentsandbox/sandboxtest/tracing"
+	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
 func summaryOf(t *testing.T, name string) SummaryTest {
@@ -49,7 +49,7 @@ func TestSummaryOfATest(t *testing.T) {
 	s := summaryOf(t, "TestSummarized")
 	assert.Check(t, is.Equal(s.Result, "pass"))
 	assert.Check(t, is.Equal(s.RunID, RunID()))
-	assert.Check(t, is.Equal(s.Package, "github.com/agentsandbox/sandboxtest"))
+	assert.Check(t, is.Equal(s.Package, "github.com/agentsandbox/go-sandboxtest/sandboxtest"))
 	assert.Check(t, is.Equal(s.Commands, 2))
 	assert.Assert(t, is.Len(s.Sandboxes, 1))
 	sb := s.Sandboxes[0]

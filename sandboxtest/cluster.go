@@ -12,9 +12,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/agentsandbox/sandboxtest/connect"
-	"github.com/agentsandbox/sandboxtest/internal/kube"
-	"github.com/agentsandbox/sandboxtest/internal/runtime"
+	"github.com/agentsandbox/go-sandboxtest/connect"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/runtime"
 )
 
 // cluster is what every sandbox of this process shares: the API clients,

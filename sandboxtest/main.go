@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentsandbox/sandboxtest/connect"
-	"github.com/agentsandbox/sandboxtest/internal/deploy"
-	"github.com/agentsandbox/sandboxtest/internal/localcluster"
-	"github.com/agentsandbox/sandboxtest/tracing"
+	templates "github.com/agentsandbox/go-sandboxtest"
+	"github.com/agentsandbox/go-sandboxtest/connect"
+	"github.com/agentsandbox/go-sandboxtest/internal/deploy"
+	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
 // MainOption configures Main.
@@ -182,7 +183,7 @@ func prepareLocal() (stop func(), err error) {
 		stop()
 		return nil, err
 	}
-	rep, err := deploy.Deploy(ctx, cfg, deploy.Options{Namespace: envOr("SANDBOXTEST_NAMESPACE", DefaultNamespace), Templates: Templates})
+	rep, err := deploy.Deploy(ctx, cfg, deploy.Options{Namespace: envOr("SANDBOXTEST_NAMESPACE", DefaultNamespace), Templates: templates.FS})
 	if err != nil {
 		stop()
 		return nil, errors.Join(errors.New("deploying the router and templates"), err)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/agentsandbox/sandboxtest/internal/runtime"
-	"github.com/agentsandbox/sandboxtest/tracing"
+	"github.com/agentsandbox/go-sandboxtest/internal/runtime"
+	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
 // CallOption tunes one call to the sandbox.

@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/agentsandbox/sandboxtest/tracing"
+	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
 // testRecord is what sandboxtest knows of one test that used a sandbox:

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 // The failure report: when a test that used a sandbox has failed, the

@@ -12,7 +12,7 @@ func errorf(format string, args ...any) error {
 type UnavailableError struct{ Err error }
 
 func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("sandboxtest: no reachable cluster (%v); start one with: go run github.com/agentsandbox/sandboxtest/cmd/sandboxtest-setup@latest local up (then export the KUBECONFIG it prints), or: sandboxtest-setup kind create", e.Err)
+	return fmt.Sprintf("sandboxtest: no reachable cluster (%v); start one with: go run github.com/agentsandbox/go-sandboxtest/cmd/sandboxtest-setup@latest local up (then export the KUBECONFIG it prints), or: sandboxtest-setup kind create", e.Err)
 }
 
 func (e *UnavailableError) Unwrap() error { return e.Err }

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentsandbox/sandboxtest/internal/runtime"
-	"github.com/agentsandbox/sandboxtest/tracing"
+	"github.com/agentsandbox/go-sandboxtest/internal/runtime"
+	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
 // FileEntry is one entry of a directory listing.

@@ -18,7 +18,7 @@ import (
 	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
-	"github.com/agentsandbox/sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 // finish runs a recorder's cleanups as the testing package would: last
