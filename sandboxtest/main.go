@@ -36,8 +36,8 @@ func UseLocalCluster(use bool) MainOption { return func(s *mainSettings) { s.loc
 //
 // With SANDBOXTEST_TRACING=1 or -sandboxtest.trace it exports spans per the
 // OTEL_* variables (see package tracing) and flushes them at the end; with
-// SANDBOXTEST_SUMMARY=path it adds the run summary to path (see
-// WriteSummary).
+// SANDBOXTEST_SUMMARY=path it adds the run summary to path (a JSON
+// file; its fields are in the README).
 func Main(m *testing.M, opts ...MainOption) {
 	os.Exit(runMain(m, opts))
 }

@@ -6,6 +6,8 @@ import (
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/report"
 )
 
 // TestQuiet: -sandboxtest.quiet (or SANDBOXTEST_QUIET=1) silences the
@@ -34,7 +36,7 @@ func TestQuiet(t *testing.T) {
 	})
 	finish(failing)
 	assert.Assert(t, is.Len(failing.logs, 1), failing.output())
-	assert.Check(t, strings.HasPrefix(failing.logs[0], reportHeaderPrefix))
+	assert.Check(t, strings.HasPrefix(failing.logs[0], report.HeaderPrefix))
 }
 
 func TestQuietFromFlagOrVariable(t *testing.T) {

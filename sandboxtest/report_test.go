@@ -18,7 +18,7 @@ import (
 	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
-	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/report"
 )
 
 // finish runs a recorder's cleanups as the testing package would: last
@@ -33,7 +33,7 @@ func finish(r *recorder) {
 // reportOf returns the failure report among a recorder's log lines.
 func reportOf(r *recorder) string {
 	for _, l := range r.logs {
-		if strings.HasPrefix(l, reportHeaderPrefix) {
+		if strings.HasPrefix(l, report.HeaderPrefix) {
 			return l
 		}
 	}
@@ -53,7 +53,7 @@ func testCluster(t *testing.T) *cluster {
 // checks that its report has every section, filled from the real cluster.
 func TestFailureReport(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv(artifactsEnv, dir)
+	t.Setenv(report.ArtifactsEnv, dir)
 	rec := &recorder{name: "TestDeliberateFailure/sub case"}
 	var sb *Sandbox
 	rec.run(func() {
@@ -68,11 +68,11 @@ func TestFailureReport(t *testing.T) {
 	claim, pod := sb.ClaimName(), sb.PodName()
 	finish(rec)
 
-	report := reportOf(rec)
-	assert.Assert(t, report != "", "no failure report in:\n%s", rec.output())
-	t.Logf("the report:\n%s", report)
-	lines := strings.Split(report, "\n")
-	assert.Check(t, len(lines) <= reportMaxLines, "%d lines", len(lines))
+	text := reportOf(rec)
+	assert.Assert(t, text != "", "no failure report in:\n%s", rec.output())
+	t.Logf("the report:\n%s", text)
+	lines := strings.Split(text, "\n")
+	assert.Check(t, len(lines) <= report.MaxLines, "%d lines", len(lines))
 	for _, want := range []string{
 		// identity
 		"sandboxtest: failure report for default/" + claim + " (test TestDeliberateFailure/sub case failed",
@@ -92,10 +92,10 @@ func TestFailureReport(t *testing.T) {
 		"write  ok", "notes/a.txt (3 bytes)", "exists ok", "notes/missing (absent)",
 		"== artifacts: " + filepath.Join(dir, "TestDeliberateFailure", "sub_case", claim),
 	} {
-		assert.Check(t, is.Contains(report, want))
+		assert.Check(t, is.Contains(text, want))
 	}
-	assert.Check(t, !strings.Contains(report, "not gathered"), "every section was gathered")
-	routerLines := section(report, "== router log")
+	assert.Check(t, !strings.Contains(text, "not gathered"), "every section was gathered")
+	routerLines := section(text, "== router log")
 	assert.Check(t, len(routerLines) >= 2, "router log lines: %q", routerLines)
 
 	art := filepath.Join(dir, "TestDeliberateFailure", "sub_case", claim)
@@ -124,10 +124,10 @@ func TestFailureReport(t *testing.T) {
 }
 
 // section returns the lines of the report's section that starts with head.
-func section(report, head string) []string {
+func section(text, head string) []string {
 	var out []string
 	in := false
-	for _, l := range strings.Split(report, "\n") {
+	for _, l := range strings.Split(text, "\n") {
 		switch {
 		case strings.HasPrefix(l, head):
 			in = true
@@ -142,7 +142,7 @@ func section(report, head string) []string {
 
 // TestNoReportWhenPassing: a passing test logs no report.
 func TestNoReportWhenPassing(t *testing.T) {
-	t.Setenv(artifactsEnv, t.TempDir())
+	t.Setenv(report.ArtifactsEnv, t.TempDir())
 	rec := &recorder{name: "TestPasses"}
 	rec.run(func() { New(rec, "python-sandbox-template").RunOK("true") })
 	finish(rec)
@@ -194,23 +194,11 @@ func TestImageWithoutRunnerFailsFast(t *testing.T) {
 	}
 	rec.Errorf("%v", err) // as New would
 	finish(rec)
-	report := reportOf(rec)
-	t.Logf("the report:\n%s", report)
-	assert.Check(t, is.Contains(report, "Warning"))
-	assert.Check(t, is.Contains(report, "NoRunner"))
-	assert.Check(t, is.Contains(report, "phase Failed reason=NoRunner"))
-}
-
-// TestReportSaysWhatIsMissing: a section that could not be gathered says why.
-func TestReportSaysWhatIsMissing(t *testing.T) {
-	rd := reportData{Test: "TestX", Template: "tmpl", Namespace: "default", Claim: "claim-x", RunID: "r"}
-	rd.Diag = &kube.Diagnostics{Problems: map[string]string{
-		kube.SectionClaim: "reading SandboxClaim default/claim-x: no answer within 5s", kube.SectionEvents: "skipped",
-	}}
-	out := renderReport(rd, "", nil)
-	assert.Check(t, is.Contains(out, "(claim not gathered: reading SandboxClaim default/claim-x: no answer within 5s)"))
-	assert.Check(t, is.Contains(out, "(events not gathered: skipped)"))
-	assert.Check(t, is.Contains(out, "set SANDBOXTEST_ARTIFACTS=<dir>"))
+	text := reportOf(rec)
+	t.Logf("the report:\n%s", text)
+	assert.Check(t, is.Contains(text, "Warning"))
+	assert.Check(t, is.Contains(text, "NoRunner"))
+	assert.Check(t, is.Contains(text, "phase Failed reason=NoRunner"))
 }
 
 // TestReadyTimeoutExplainsItself: a sandbox that never becomes Ready fails
@@ -251,42 +239,4 @@ func TestReadyTimeoutExplainsItself(t *testing.T) {
 	finish(rec)
 	assert.Check(t, is.ErrorContains(err, ": the caller's context ended; last state: claim"))
 	assert.Check(t, !strings.Contains(err.Error(), "context deadline exceeded"), err.Error())
-}
-
-// TestReportIsBounded: however much was gathered, the report stays within
-// reportMaxLines lines of reportLineWidth characters.
-func TestReportIsBounded(t *testing.T) {
-	now := time.Now()
-	d := &kube.Diagnostics{Problems: map[string]string{}}
-	for i := range 500 {
-		at := now.Add(time.Duration(i) * time.Millisecond)
-		d.Timeline = append(d.Timeline, kube.TimelineEntry{Time: at, Object: "pod p", What: strings.Repeat("w", 1000)})
-		d.Events = append(d.Events, kube.EventEntry{First: at, Last: at, Object: "pod/p", Type: "Warning", Reason: "BackOff", Message: "line1\nline2"})
-	}
-	long := strings.Repeat("log line\n", 100000)
-	d.Logs = []kube.PodLog{{Role: "sandbox", Pod: "p", Container: "a", Text: long}, {Role: "sandbox", Pod: "p", Container: "b", Text: long},
-		{Role: "router", Pod: "r1", Container: "r", Text: long}, {Role: "router", Pod: "r2", Container: "r", Text: long}}
-	rd := reportData{Test: "TestBig", Template: "t", Namespace: "default", Claim: "c", Diag: d}
-	for range opsSize {
-		rd.Ops = append(rd.Ops, opRecord{At: now, Op: "run", What: strings.Repeat("x", 5000), ExitCode: 1, Err: "boom\nboom"})
-	}
-	for i := range 100 {
-		rd.Observed = append(rd.Observed, observation{At: now.Add(time.Duration(i) * time.Second), State: "waiting"})
-	}
-	out := renderReport(rd, "/tmp/x", nil)
-	lines := strings.Split(out, "\n")
-	assert.Check(t, len(lines) <= reportMaxLines, "%d lines", len(lines))
-	for _, l := range lines {
-		assert.Check(t, len(l) <= reportLineWidth+len("…"), "a line of %d bytes", len(l))
-	}
-	for _, want := range []string{"== identity", "== timeline", "earlier entries omitted", "== events", "earlier events omitted",
-		"== sandbox pod log", "container a (last 10 of 100000 lines)", "== router log", "also router pod r2",
-		"== last 10 calls", "error: boom ⏎ boom", "== artifacts: /tmp/x"} {
-		assert.Check(t, is.Contains(out, want))
-	}
-}
-
-func TestArtifactsPath(t *testing.T) {
-	assert.Check(t, is.Equal(artifactsPath("/a", "TestX/sub case/../x", "claim-1"), "/a/TestX/sub_case/_/x/claim-1"))
-	assert.Check(t, is.Equal(artifactsPath("/a", "TestÜ", ""), "/a/Test_/no-claim"))
 }

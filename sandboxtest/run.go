@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/report"
 	"github.com/agentsandbox/go-sandboxtest/internal/runtime"
 	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
@@ -48,7 +49,7 @@ func (sb *Sandbox) RunE(ctx context.Context, command string, opts ...CallOption)
 	out, err := sb.c.runtime.Execute(ctx, sb.target(), command, opts...)
 	r := &Result{Cmd: command, Stdout: out.Stdout, Stderr: out.Stderr, ExitCode: out.ExitCode,
 		Duration: time.Since(start), Sandbox: sb.s.namespace + "/" + sb.claim}
-	op := opRecord{At: start, Op: "run", What: command, ExitCode: r.ExitCode, Duration: r.Duration}
+	op := report.Op{At: start, Op: "run", What: command, ExitCode: r.ExitCode, Duration: r.Duration}
 	if err != nil {
 		err = errorf("running %q in %s: %w", command, sb, err)
 		op.Err = err.Error()

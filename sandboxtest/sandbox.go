@@ -15,7 +15,9 @@ import (
 
 	"github.com/agentsandbox/go-sandboxtest/connect"
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/report"
 	"github.com/agentsandbox/go-sandboxtest/internal/runtime"
+	"github.com/agentsandbox/go-sandboxtest/internal/summary"
 	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
@@ -43,15 +45,14 @@ type Sandbox struct {
 	claim    string
 	ready    kube.ReadySandbox
 
-	rec     *testRecord     // the test it reports to in traces and the summary
-	span    trace.Span      // sandbox-client.lifecycle, ended after the claim's deletion
-	sum     *sandboxSummary // its line in the run summary
-	created time.Time       // when New was called
+	rec     *testRecord    // the test it reports to in traces and the summary
+	span    trace.Span     // sandbox-client.lifecycle, ended after the claim's deletion
+	sum     *summary.Entry // its line in the run summary
+	created time.Time      // when New was called
 
-	mu       sync.Mutex
-	history  []Result      // recent commands, newest last
-	ops      []opRecord    // recent calls of any kind, for the failure report
-	observed []observation // states seen while waiting for Ready
+	mu      sync.Mutex
+	history []Result     // recent commands, newest last
+	trail   report.Trail // recent calls of any kind and states seen while waiting, for the failure report
 }
 
 // New provisions a sandbox from template for the test and registers its
@@ -90,7 +91,7 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	sb.sum = sb.rec.addSandbox(template, s.namespace)
 	defer func() {
 		if err != nil {
-			sb.sum.update(func(x *SandboxSummary) { x.Error = err.Error() })
+			sb.sum.Update(func(x *summary.Sandbox) { x.Error = err.Error() })
 			if sb.claim == "" { // no cleanup registered: the lifecycle ends here
 				endSpan(sb.span, err)
 			} else {
@@ -126,7 +127,7 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	}
 	cspan.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
 	sb.span.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
-	sb.sum.update(func(x *SandboxSummary) { x.Pool = sb.pool.Name })
+	sb.sum.Update(func(x *summary.Sandbox) { x.Pool = sb.pool.Name })
 	annotations := map[string]string{kube.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339)}
 	if tc := tracing.TraceContextJSON(cctx); tc != "" {
 		annotations[tracing.TraceContextAnnotation] = tc // the controller's spans join this trace
@@ -157,7 +158,7 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	cspan.SetAttributes(tracing.AttrClaimName.String(claim.Name))
 	cspan.End()
 	sb.span.SetAttributes(tracing.AttrClaimName.String(claim.Name))
-	sb.sum.update(func(x *SandboxSummary) { x.Claim = claim.Name })
+	sb.sum.Update(func(x *summary.Sandbox) { x.Claim = claim.Name })
 	t.Cleanup(sb.cleanup) // before waiting: a failed wait still deletes the claim
 
 	ready, err := sb.waitReady(ctx)
@@ -172,7 +173,7 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	took := time.Since(start)
 	sb.span.SetAttributes(tracing.AttrSandbox.String(ready.SandboxName), tracing.AttrPodName.String(ready.PodName),
 		tracing.AttrPodIP.String(ready.PodIP), tracing.AttrNodeName.String(ready.NodeName), tracing.AttrStart.String(start2))
-	sb.sum.update(func(x *SandboxSummary) {
+	sb.sum.Update(func(x *summary.Sandbox) {
 		x.Start, x.Warm, x.TimeToReadyMS = start2, ready.Warm, ms(took)
 	})
 	progressf(t, "sandboxtest: claim %s/%s ready in %s (%s, pool %s, pod %s %s, node %s)",
@@ -195,7 +196,7 @@ func (sb *Sandbox) connect(ctx context.Context) (*cluster, error) {
 	span.SetAttributes(mode, tracing.AttrRoute.String(c.conn.Describe()))
 	span.End()
 	sb.span.SetAttributes(mode)
-	sb.sum.update(func(x *SandboxSummary) { x.Mode = string(c.choice.Mode) })
+	sb.sum.Update(func(x *summary.Sandbox) { x.Mode = string(c.choice.Mode) })
 	return c, nil
 }
 
@@ -250,7 +251,7 @@ func (sb *Sandbox) waitReadyWithin(ctx context.Context, timeout time.Duration) (
 		mu.Lock()
 		last = state
 		mu.Unlock()
-		sb.observe(state)
+		sb.trail.Observe(state)
 	})
 	if err == nil {
 		return ready, nil

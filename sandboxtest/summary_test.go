@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,18 +21,19 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/summary"
 	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
-func summaryOf(t *testing.T, name string) SummaryTest {
+func summaryOf(t *testing.T, name string) summary.Test {
 	t.Helper()
-	for _, s := range summaryTests() {
+	for _, s := range runSummary.Tests() {
 		if s.Test == name {
 			return s
 		}
 	}
 	t.Fatalf("no summary for %s", name)
-	return SummaryTest{}
+	return summary.Test{}
 }
 
 func TestSummaryOfATest(t *testing.T) {
@@ -70,48 +70,6 @@ func TestSummaryOfATest(t *testing.T) {
 	f := summaryOf(t, "TestSummarizedFailure")
 	assert.Assert(t, is.Len(f.Sandboxes, 1))
 	assert.Check(t, is.Contains(f.Sandboxes[0].Error, `template "no-such-template" not found`))
-}
-
-func TestWriteSummaryMergesWriters(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sub", "summary.json")
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for i := range 8 { // as 8 test binaries would, each with its tests
-		wg.Go(func() {
-			errs <- WriteSummary(path, []SummaryTest{
-				{Test: fmt.Sprintf("TestA%d", i), RunID: fmt.Sprint(i), Result: "pass", Started: time.Unix(int64(100+i), 0)},
-				{Test: fmt.Sprintf("TestB%d", i), RunID: fmt.Sprint(i), Result: "fail", Started: time.Unix(int64(200+i), 0)},
-			})
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		assert.Check(t, err)
-	}
-	var sum Summary
-	data, err := os.ReadFile(path)
-	assert.NilError(t, err)
-	assert.NilError(t, json.Unmarshal(data, &sum))
-	assert.Check(t, is.Equal(sum.Version, SummaryVersion))
-	assert.Assert(t, is.Len(sum.Tests, 16))
-	assert.Check(t, is.Equal(sum.Tests[0].Test, "TestA0"), "sorted by start")
-	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "summary.json.*"))
-	assert.Check(t, is.Len(leftovers, 0), "lock or temporary files left: %v", leftovers)
-
-	// A stale lock (a writer killed while holding it) does not block forever.
-	assert.NilError(t, os.WriteFile(path+".lock", []byte("1\n"), 0o644))
-	old := time.Now().Add(-2 * summaryLockStale)
-	assert.NilError(t, os.Chtimes(path+".lock", old, old))
-	assert.Check(t, WriteSummary(path, []SummaryTest{{Test: "TestC"}}))
-
-	// A file that is not a summary is left alone.
-	other := filepath.Join(t.TempDir(), "notes.json")
-	assert.NilError(t, os.WriteFile(other, []byte("my notes"), 0o644))
-	err = WriteSummary(other, []SummaryTest{{Test: "TestD"}})
-	assert.Check(t, is.ErrorContains(err, "is not a version 1 sandboxtest summary"))
-	data, _ = os.ReadFile(other)
-	assert.Check(t, is.Equal(string(data), "my notes"))
 }
 
 // mainChildEnv marks the test binary run by TestMainSummaryAndTracing.
@@ -161,12 +119,12 @@ func TestMainSummaryAndTracing(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	summary := filepath.Join(t.TempDir(), "summary.json")
+	summaryPath := filepath.Join(t.TempDir(), "summary.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMainChild$", "-test.v", "-sandboxtest.trace", "-sandboxtest.quiet")
 	cmd.Env = append(os.Environ(), mainChildEnv+"=1", "KUBECONFIG="+kubeconfig, "SANDBOXTEST_LOCAL=0",
-		"SANDBOXTEST_SUMMARY="+summary, "OTEL_EXPORTER_OTLP_ENDPOINT="+srv.URL, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"SANDBOXTEST_SUMMARY="+summaryPath, "OTEL_EXPORTER_OTLP_ENDPOINT="+srv.URL, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=", "OTEL_TRACES_EXPORTER=", "OTEL_SDK_DISABLED=",
 		"SANDBOXTEST_TRACING=", "SANDBOXTEST_QUIET=")
 	var out bytes.Buffer
@@ -178,8 +136,8 @@ func TestMainSummaryAndTracing(t *testing.T) {
 		assert.Check(t, !strings.Contains(out.String(), routine), "quiet, yet %q in:\n%s", routine, out.String())
 	}
 
-	var sum Summary
-	data, err := os.ReadFile(summary)
+	var sum summary.File
+	data, err := os.ReadFile(summaryPath)
 	assert.NilError(t, err)
 	assert.NilError(t, json.Unmarshal(data, &sum))
 	assert.Assert(t, is.Len(sum.Tests, 1), string(data))

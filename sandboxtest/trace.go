@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/report"
+	"github.com/agentsandbox/go-sandboxtest/internal/summary"
 	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
@@ -24,7 +26,7 @@ type testRecord struct {
 	span    trace.Span
 
 	mu        sync.Mutex
-	sandboxes []*sandboxSummary
+	sandboxes []*summary.Entry
 }
 
 var liveTests = struct {
@@ -141,7 +143,7 @@ func (sb *Sandbox) traceOp(ctx context.Context, span, op, what string, attrs ...
 	return ctx, func(n int, err error, more ...attribute.KeyValue) {
 		s.SetAttributes(more...)
 		endSpan(s, err)
-		rec := opRecord{At: start, Op: op, What: what, Bytes: n, Duration: time.Since(start)}
+		rec := report.Op{At: start, Op: op, What: what, Bytes: n, Duration: time.Since(start)}
 		if err != nil {
 			rec.Err = err.Error()
 		}
