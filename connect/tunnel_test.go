@@ -77,14 +77,14 @@ func TestTunnelHealsWhenItsPodIsDeleted(t *testing.T) {
 	out := execute(t, conn.URL(), sb, "echo healed")
 	assert.Check(t, is.Equal(out.Stdout, "healed\n"))
 	// Let the Deployment bring the router back to full strength for later tests.
-	assert.NilError(t, tc.waitRouterPods(context.Background(), kube.RouterAppValue, routerPods, 90*time.Second))
+	assert.NilError(t, tc.waitRouterPods(context.Background(), testNS, kube.RouterAppValue, routerPods, 90*time.Second))
 }
 
 // With a single router pod, healing waits for the Deployment's replacement.
 func TestTunnelHealsOntoAReplacementPod(t *testing.T) {
 	tc := cluster(t)
 	ctx := context.Background()
-	assert.NilError(t, tc.deployRouter(ctx, "solo-router", "solo-router-svc", "solo-router", 1))
+	assert.NilError(t, tc.deployRouter(ctx, testNS, "solo-router", "solo-router-svc", "solo-router", 1))
 	t.Cleanup(func() {
 		assert.Check(t, tc.cs.AppsV1().Deployments(testNS).Delete(ctx, "solo-router", metav1.DeleteOptions{}))
 		assert.Check(t, tc.cs.CoreV1().Services(testNS).Delete(ctx, "solo-router-svc", metav1.DeleteOptions{}))
