@@ -97,7 +97,7 @@ func (sb *Sandbox) failureReport() {
 	defer cancel()
 	d := sb.c.clients.Gather(ctx, kube.DiagnosticsRequest{
 		Namespace: sb.s.namespace, Claim: sb.claim, Sandbox: sb.ready.SandboxName, Pod: sb.ready.PodName,
-		RouterNamespace: sb.s.namespace,
+		RouterNamespace: sb.s.routerNS(),
 	})
 	rd := sb.reportData(d)
 	dir, err := writeArtifacts(os.Getenv(artifactsEnv), rd)
