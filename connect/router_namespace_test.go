@@ -11,6 +11,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubefake "k8s.io/client-go/kubernetes/fake"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
@@ -90,8 +91,9 @@ func TestRouterMissingInItsNamespace(t *testing.T) {
 	t.Logf("%v", err)
 	assert.Check(t, errors.Is(err, ErrRouterNotFound))
 	assert.Check(t, is.ErrorContains(err, "sandboxtest: sandbox-router-svc not found in the router namespace agent-sandbox-system (the sandboxes are in namespace default)"))
-	assert.Check(t, is.ErrorContains(err, "(a sandbox-router-svc exists in namespace default")) // and maybe routers, when that test ran first
-	assert.Check(t, is.ErrorContains(err, "deploy it there: sandboxtest-setup deploy --namespace default --router-namespace agent-sandbox-system, or set SANDBOXTEST_ROUTER_NAMESPACE to the namespace the router runs in"))
+	assert.Check(t, is.ErrorContains(err, "deploy it there: sandboxtest-setup deploy --namespace default --router-namespace agent-sandbox-system, "+
+		"or use the sandbox-router-svc in namespace default")) // and maybe routers, when that test ran first
+	assert.Check(t, is.ErrorContains(err, ": SANDBOXTEST_ROUTER_NAMESPACE=default"))
 	assert.Check(t, is.ErrorContains(err, "(mode tunnel chosen because SANDBOXTEST_MODE=tunnel)"))
 }
 
@@ -108,4 +110,26 @@ func TestGatewayTimeoutFromTheEnvironment(t *testing.T) {
 	assert.Check(t, is.ErrorContains(err, `no controller has accepted it: is one handling GatewayClass "nobody-handles-this-either"?`))
 	assert.Check(t, is.ErrorContains(err, "to wait longer, set SANDBOXTEST_GATEWAY_TIMEOUT"))
 	assert.Check(t, is.ErrorContains(err, "(mode gateway chosen because SANDBOXTEST_GATEWAY=never-programmed-gw is set)"))
+}
+
+// TestRouterMissingWording: the message for each case, from a fake cluster.
+func TestRouterMissingWording(t *testing.T) {
+	ctx := context.Background()
+	svc := func(ns string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: kube.RouterService, Namespace: ns}}
+	}
+	o := TunnelOptions{Namespace: "agent-sandbox-system", SandboxNamespace: "team"}.withDefaults()
+	err := routerMissing(ctx, kubefake.NewClientset(), o)
+	assert.Check(t, errors.Is(err, ErrRouterNotFound))
+	assert.Check(t, is.Error(err, "sandboxtest: sandbox-router-svc not found in the router namespace agent-sandbox-system (the sandboxes are in namespace team); "+
+		"deploy it there: sandboxtest-setup deploy --namespace team --router-namespace agent-sandbox-system, "+
+		"or set SANDBOXTEST_ROUTER_NAMESPACE to the namespace the router runs in"))
+
+	err = routerMissing(ctx, kubefake.NewClientset(svc("team"), svc("infra")), o)
+	assert.Check(t, is.ErrorContains(err, ", or use the sandbox-router-svc in namespace infra or team: SANDBOXTEST_ROUTER_NAMESPACE=infra"))
+
+	o = TunnelOptions{Namespace: "team"}.withDefaults()
+	err = routerMissing(ctx, kubefake.NewClientset(svc("default")), o)
+	assert.Check(t, is.Error(err, "sandboxtest: sandbox-router-svc not found in namespace team; run: sandboxtest-setup deploy --namespace team, "+
+		"or use the sandbox-router-svc in namespace default: SANDBOXTEST_ROUTER_NAMESPACE=default"))
 }

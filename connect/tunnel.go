@@ -648,17 +648,17 @@ func (e *routerNotFoundError) Is(target error) bool { return target == ErrRouter
 // where the sandboxes are, where a Service of that name exists instead,
 // and how to fix it.
 func routerMissing(ctx context.Context, cs kubernetes.Interface, o TunnelOptions) error {
-	elsewhere := ""
+	other := fmt.Sprintf(", or set %s to the namespace the router runs in", EnvRouterNamespace)
 	if ns := servicesNamed(ctx, cs, o.Service); len(ns) > 0 {
-		elsewhere = fmt.Sprintf(" (a %s exists in namespace %s: set %s=%s)", o.Service, strings.Join(ns, ", "), EnvRouterNamespace, ns[0])
+		other = fmt.Sprintf(", or use the %s in namespace %s: %s=%s", o.Service, strings.Join(ns, " or "), EnvRouterNamespace, ns[0])
 	}
 	if o.Namespace == o.SandboxNamespace {
-		return &routerNotFoundError{fmt.Sprintf("sandboxtest: %s not found in namespace %s%s; run: sandboxtest-setup deploy --namespace %s",
-			o.Service, o.Namespace, elsewhere, o.Namespace)}
+		return &routerNotFoundError{fmt.Sprintf("sandboxtest: %s not found in namespace %s; run: sandboxtest-setup deploy --namespace %s%s",
+			o.Service, o.Namespace, o.Namespace, other)}
 	}
-	return &routerNotFoundError{fmt.Sprintf("sandboxtest: %s not found in the router namespace %s (the sandboxes are in namespace %s)%s; "+
-		"deploy it there: sandboxtest-setup deploy --namespace %s --router-namespace %s, or set %s to the namespace the router runs in",
-		o.Service, o.Namespace, o.SandboxNamespace, elsewhere, o.SandboxNamespace, o.Namespace, EnvRouterNamespace)}
+	return &routerNotFoundError{fmt.Sprintf("sandboxtest: %s not found in the router namespace %s (the sandboxes are in namespace %s); "+
+		"deploy it there: sandboxtest-setup deploy --namespace %s --router-namespace %s%s",
+		o.Service, o.Namespace, o.SandboxNamespace, o.SandboxNamespace, o.Namespace, other)}
 }
 
 // servicesNamed lists, sorted, the namespaces holding a Service of that
