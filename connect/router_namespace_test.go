@@ -77,8 +77,8 @@ func TestRouterInItsOwnNamespace(t *testing.T) {
 	code, _, err := get(conn.URL(), "/healthz")
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(code, http.StatusOK))
-	out := execute(t, conn.URL(), sb, "echo through the router namespace's gateway")
-	assert.Check(t, is.Equal(out.Stdout, "through the router namespace's gateway\n"))
+	out := execute(t, conn.URL(), sb, "echo through the gateway of the router namespace")
+	assert.Check(t, is.Equal(out.Stdout, "through the gateway of the router namespace\n"))
 }
 
 // TestRouterMissingInItsNamespace: a router namespace without the router
