@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -161,10 +162,13 @@ func (e *httpError) Error() string { return http.StatusText(e.code) + ": " + e.b
 func TestTunnelWithoutServiceSaysHowToDeploy(t *testing.T) {
 	tc := cluster(t)
 	_, err := Tunnel(context.Background(), tc.cfg, TunnelOptions{Service: "no-such-svc", Log: t.Logf})
-	assert.Error(t, err, "sandboxtest: no-such-svc not found in namespace default; run: sandboxtest-setup deploy --namespace default")
+	assert.Error(t, err, "sandboxtest: no-such-svc not found in namespace default; run: sandboxtest-setup deploy --namespace default, "+
+		"or set SANDBOXTEST_ROUTER_NAMESPACE to the namespace the router runs in")
 
 	_, err = Tunnel(context.Background(), tc.cfg, TunnelOptions{Namespace: "elsewhere", Log: t.Logf})
-	assert.Error(t, err, "sandboxtest: sandbox-router-svc not found in namespace elsewhere; run: sandboxtest-setup deploy --namespace elsewhere")
+	assert.Check(t, is.ErrorContains(err, "sandboxtest: sandbox-router-svc not found in namespace elsewhere; run: sandboxtest-setup deploy --namespace elsewhere, "+
+		"or use the sandbox-router-svc in namespace default")) // and maybe routers
+	assert.Check(t, errors.Is(err, ErrRouterNotFound))
 }
 
 func TestTunnelWithoutReadyPodSaysWhatItSaw(t *testing.T) {
