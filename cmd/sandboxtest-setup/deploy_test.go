@@ -195,6 +195,7 @@ func TestDeployHelpListsEveryFlag(t *testing.T) {
 		"-kubeconfig string\n", "$KUBECONFIG, then ~/.kube/config",
 		"-namespace string\n", `(default "default")`,
 		"-templates value\n", "(default: the embedded templates only)",
+		"-router-namespace string\n", "tests then set SANDBOXTEST_ROUTER_NAMESPACE (default: --namespace)",
 		"-router-image string\n", `(default "registry.k8s.io/agent-sandbox/sandbox-router-go:v1.0.0")`,
 		"-router-replicas int\n", "router replicas (default 1)",
 		"-pool-replicas int\n", "(0: each claim cold-starts)",
