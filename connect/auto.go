@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -22,13 +25,26 @@ type AutoOptions struct {
 	Env func(string) string
 	// ContextName is the kubeconfig context in use; a kind-* context means Kind.
 	ContextName string
-	// Namespace where the router Service and the Gateways are looked for,
-	// unless Tunnel.Namespace or SANDBOXTEST_GATEWAY says otherwise. Default "default".
+	// Namespace of the sandboxes. Default "default".
 	Namespace string
+	// RouterNamespace is where the router Service, its pods and the
+	// Gateways in front of it are looked for, unless Tunnel.Namespace or
+	// SANDBOXTEST_GATEWAY says otherwise. Default $SANDBOXTEST_ROUTER_NAMESPACE,
+	// else Namespace. Requests still name the sandbox's own namespace
+	// (X-Sandbox-Namespace).
+	RouterNamespace string
+	// Transport carries the requests to the router in direct and gateway
+	// modes (Gateway.Transport, when set, wins in gateway mode): give one
+	// that trusts the private CA of an https URL. Default: one that trusts
+	// the CA in $SANDBOXTEST_ROUTER_CA if set, else nil (Go's default).
+	// Tunnel mode ignores it: the tunnel is plain http on 127.0.0.1.
+	Transport *http.Transport
 	// Tunnel configures a tunnel, when one is chosen.
 	Tunnel TunnelOptions
-	// Gateway configures a gateway connection (Scheme, ReadyTimeout), when
-	// one is chosen; its Namespace and Name come from the choice.
+	// Gateway configures a gateway connection (Scheme, ReadyTimeout,
+	// Transport), when one is chosen; its Namespace, Name and RouterNamespace
+	// come from the choice. A zero ReadyTimeout is $SANDBOXTEST_GATEWAY_TIMEOUT,
+	// else DefaultGatewayTimeout.
 	Gateway GatewayOptions
 	// Kube and GatewayAPI are the clients Choose asks; default: built from
 	// the REST config. Tests pass fakes.
@@ -44,21 +60,22 @@ type Choice struct {
 
 func (c Choice) String() string { return string(c.Mode) + " (" + c.Reason + ")" }
 
-// Target is what the chosen mode connects to: URL for direct, Gateway for
-// gateway, Tunnel for tunnel (defaults filled in).
+// Target is what the chosen mode connects to: URL (and Transport) for
+// direct, Gateway for gateway, Tunnel for tunnel (defaults filled in).
 type Target struct {
-	URL     string
-	Gateway GatewayOptions
-	Tunnel  TunnelOptions
+	URL       string
+	Transport *http.Transport
+	Gateway   GatewayOptions
+	Tunnel    TunnelOptions
 }
 
 // key identifies the target for sharing.
 func (t Target) key(m Mode) string {
 	switch m {
 	case ModeDirect:
-		return "direct " + t.URL
+		return fmt.Sprintf("direct %s %p", t.URL, t.Transport)
 	case ModeGateway:
-		return fmt.Sprintf("gateway %s/%s %s", t.Gateway.Namespace, t.Gateway.Name, t.Gateway.Scheme)
+		return fmt.Sprintf("gateway %s/%s %s router %s %p", t.Gateway.Namespace, t.Gateway.Name, t.Gateway.Scheme, t.Gateway.RouterNamespace, t.Gateway.Transport)
 	default:
 		return fmt.Sprintf("tunnel %s/%s:%d", t.Tunnel.Namespace, t.Tunnel.Service, t.Tunnel.Port)
 	}
@@ -67,15 +84,16 @@ func (t Target) key(m Mode) string {
 // Choose decides how to reach the router, in this order:
 //
 //  1. SANDBOXTEST_API_URL set → direct to it.
-//  2. SANDBOXTEST_GATEWAY=[namespace/]name → that Gateway.
+//  2. SANDBOXTEST_GATEWAY=[namespace/]name → that Gateway (namespace
+//     default: the router namespace).
 //  3. SANDBOXTEST_MODE=tunnel|gateway|direct forces the mode: gateway
 //     without SANDBOXTEST_GATEWAY uses the Gateway labelled
-//     sandboxtest.io/gateway in the namespace; direct needs
+//     sandboxtest.io/gateway in the router namespace; direct needs
 //     SANDBOXTEST_API_URL. A mode that contradicts rule 1 or 2 is an error,
 //     as is an unknown mode.
 //  4. A Kind cluster (context kind-*, or nodes with providerID kind://) → tunnel.
 //  5. CI set (not "false" or "0") and a Gateway labelled sandboxtest.io/gateway
-//     in the namespace → that Gateway.
+//     in the router namespace → that Gateway.
 //  6. The sandboxtest local cluster → tunnel.
 //  7. Otherwise → tunnel.
 //
@@ -85,13 +103,21 @@ func Choose(ctx context.Context, cfg *rest.Config, o AutoOptions) (Choice, Targe
 	if env == nil {
 		env = os.Getenv
 	}
-	ns := o.Namespace
-	if ns == "" {
-		ns = "default"
+	sandboxNS := o.Namespace
+	if sandboxNS == "" {
+		sandboxNS = "default"
+	}
+	ns := firstOf(o.RouterNamespace, strings.TrimSpace(env(EnvRouterNamespace)), sandboxNS) // the router's
+	gatewayTimeout, err := parseTimeout(env, EnvGatewayTimeout)
+	if err != nil {
+		return Choice{}, Target{}, err
 	}
 	tgt := Target{Tunnel: o.Tunnel, Gateway: o.Gateway}
 	if tgt.Tunnel.Namespace == "" {
 		tgt.Tunnel.Namespace = ns
+	}
+	if tgt.Tunnel.SandboxNamespace == "" {
+		tgt.Tunnel.SandboxNamespace = sandboxNS
 	}
 	tgt.Tunnel = tgt.Tunnel.withDefaults()
 	tgt.Tunnel.Log = o.Tunnel.Log // keep nil as nil; Tunnel fills it
@@ -100,7 +126,16 @@ func Choose(ctx context.Context, cfg *rest.Config, o AutoOptions) (Choice, Targe
 	}
 	gateway := func(gns, name, reason string) (Choice, Target, error) {
 		g := tgt.Gateway
-		g.Namespace, g.Name = gns, name
+		g.Namespace, g.Name, g.RouterNamespace = gns, name, ns
+		if g.ReadyTimeout <= 0 {
+			g.ReadyTimeout = gatewayTimeout
+		}
+		if g.Transport == nil {
+			var err error
+			if g.Transport, err = transport(env, o.Transport); err != nil {
+				return Choice{}, Target{}, err
+			}
+		}
 		return Choice{ModeGateway, reason}, Target{Gateway: g.withDefaults()}, nil
 	}
 
@@ -128,7 +163,11 @@ func Choose(ctx context.Context, cfg *rest.Config, o AutoOptions) (Choice, Targe
 		if gwEnv != "" {
 			reason += "; it takes precedence over " + EnvGateway + "=" + gwEnv
 		}
-		return Choice{ModeDirect, reason}, Target{URL: u}, nil
+		tr, err := transport(env, o.Transport)
+		if err != nil {
+			return Choice{}, Target{}, err
+		}
+		return Choice{ModeDirect, reason}, Target{URL: u, Transport: tr}, nil
 	}
 
 	// 2. An explicit Gateway.
@@ -206,6 +245,56 @@ func Choose(ctx context.Context, cfg *rest.Config, o AutoOptions) (Choice, Targe
 		return tunnel("sandboxtest local cluster: " + why + "; " + ciNote)
 	}
 	return tunnel("the default: no " + EnvAPIURL + ", " + EnvGateway + " or " + EnvMode + "; " + ciNote + "; " + why)
+}
+
+func firstOf(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// parseTimeout reads a duration variable: a Go duration (90s, 3m) or whole
+// seconds; 0 when unset.
+func parseTimeout(env func(string) string, name string) (time.Duration, error) {
+	v := strings.TrimSpace(env(name))
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, err2 := strconv.Atoi(v)
+		if err2 != nil {
+			return 0, fmt.Errorf("sandboxtest: %s=%q is not a duration; write it like 90s or 5m", name, v)
+		}
+		d = time.Duration(secs) * time.Second
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("sandboxtest: %s=%q is not a positive duration; write it like 90s or 5m", name, v)
+	}
+	return d, nil
+}
+
+// transport is the caller's transport, else one trusting $SANDBOXTEST_ROUTER_CA, else nil.
+func transport(env func(string) string, given *http.Transport) (*http.Transport, error) {
+	if given != nil {
+		return given, nil
+	}
+	path := strings.TrimSpace(env(EnvRouterCA))
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("sandboxtest: %s: %w; point it at the PEM file of the CA that signed the router's certificate", EnvRouterCA, err)
+	}
+	tr, err := TransportWithCA(pem)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s=%s)", err, EnvRouterCA, path)
+	}
+	return tr, nil
 }
 
 func conflict(mode Mode, name, value string) error {
@@ -299,7 +388,11 @@ func Auto(ctx context.Context, cfg *rest.Config, o AutoOptions) (Conn, Choice, e
 func open(ctx context.Context, cfg *rest.Config, o AutoOptions, c Choice, t Target) (Conn, error) {
 	switch c.Mode {
 	case ModeDirect:
-		return Direct(t.URL)
+		u, err := checkURL(t.URL)
+		if err != nil {
+			return nil, err
+		}
+		return &directConn{url: u, transport: t.Transport}, nil
 	case ModeGateway:
 		if o.GatewayAPI != nil {
 			return gatewayWith(ctx, o.GatewayAPI, t.Gateway)

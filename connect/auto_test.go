@@ -2,8 +2,10 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -207,6 +209,85 @@ func TestAutoOnTheLocalCluster(t *testing.T) {
 
 	// A chosen mode that cannot connect says why it was chosen.
 	_, _, err = Auto(context.Background(), tc.cfg, AutoOptions{Env: env{"SANDBOXTEST_MODE": "tunnel"}.get, Namespace: "nowhere"})
-	assert.Check(t, is.Error(err, "sandboxtest: sandbox-router-svc not found in namespace nowhere; run: sandboxtest-setup deploy --namespace nowhere"+
-		" (mode tunnel chosen because SANDBOXTEST_MODE=tunnel)"))
+	assert.Check(t, is.ErrorContains(err, "sandboxtest: sandbox-router-svc not found in namespace nowhere; run: sandboxtest-setup deploy --namespace nowhere, "+
+		"or use the sandbox-router-svc in namespace default")) // and maybe routers, when TestRouterInItsOwnNamespace ran first
+	assert.Check(t, is.ErrorContains(err, ": SANDBOXTEST_ROUTER_NAMESPACE=default (mode tunnel chosen because SANDBOXTEST_MODE=tunnel)"))
+	assert.Check(t, errors.Is(err, ErrRouterNotFound))
+}
+
+// TestChooseRouterNamespace: the router (and its Gateways) may live in a
+// namespace of their own; the sandboxes' namespace stays the caller's.
+func TestChooseRouterNamespace(t *testing.T) {
+	otherNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "gke-node-1"}, Spec: corev1.NodeSpec{ProviderID: "gce://proj/zone/gke-node-1"}}
+	choose := func(o AutoOptions, objs ...runtime.Object) (Choice, Target, error) {
+		t.Helper()
+		o.Kube = kubefake.NewClientset(otherNode)
+		o.GatewayAPI = fakeGateways(t, objs...)
+		return Choose(context.Background(), nil, o)
+	}
+
+	// From the variable.
+	_, tgt, err := choose(AutoOptions{Namespace: "team", Env: env{"SANDBOXTEST_ROUTER_NAMESPACE": "agent-sandbox-system"}.get})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Tunnel.Namespace, "agent-sandbox-system"))
+	assert.Check(t, is.Equal(tgt.Tunnel.SandboxNamespace, "team"))
+
+	// The option wins over the variable; an explicit Tunnel.Namespace over both.
+	_, tgt, err = choose(AutoOptions{Namespace: "team", RouterNamespace: "routers", Env: env{"SANDBOXTEST_ROUTER_NAMESPACE": "agent-sandbox-system"}.get})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Tunnel.Namespace, "routers"))
+	_, tgt, err = choose(AutoOptions{Namespace: "team", RouterNamespace: "routers", Tunnel: TunnelOptions{Namespace: "mine"}, Env: env{}.get})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Tunnel.Namespace, "mine"))
+
+	// Unset: the sandboxes' namespace.
+	_, tgt, err = choose(AutoOptions{Namespace: "team", Env: env{}.get})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Tunnel.Namespace, "team"))
+	assert.Check(t, is.Equal(tgt.Tunnel.SandboxNamespace, "team"))
+
+	// Gateways: a bare name and the CI label are looked for in the router namespace.
+	_, tgt, err = choose(AutoOptions{Namespace: "team", RouterNamespace: "routers", Env: env{"SANDBOXTEST_GATEWAY": "edge"}.get})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Gateway.Namespace, "routers"))
+	assert.Check(t, is.Equal(tgt.Gateway.RouterNamespace, "routers"))
+	labelled := &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "ci-gw", Namespace: "routers", Labels: map[string]string{kube.LabelGateway: "true"}}}
+	c, tgt, err := choose(AutoOptions{Namespace: "team", RouterNamespace: "routers", Env: env{"CI": "true"}.get}, labelled)
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(c.Reason, "CI is set and Gateway routers/ci-gw is labelled sandboxtest.io/gateway"))
+	assert.Check(t, is.Equal(tgt.Gateway.Namespace, "routers"))
+	// A Gateway elsewhere still names the router namespace for its route.
+	_, tgt, err = choose(AutoOptions{Namespace: "team", RouterNamespace: "routers", Env: env{"SANDBOXTEST_GATEWAY": "infra/edge"}.get})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Gateway.Namespace, "infra"))
+	assert.Check(t, is.Equal(tgt.Gateway.RouterNamespace, "routers"))
+}
+
+func TestChooseGatewayTimeout(t *testing.T) {
+	choose := func(o AutoOptions, e env) (Target, error) {
+		t.Helper()
+		e["SANDBOXTEST_GATEWAY"] = "gw"
+		o.Env = e.get
+		_, tgt, err := Choose(context.Background(), nil, o)
+		return tgt, err
+	}
+	tgt, err := choose(AutoOptions{}, env{})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Gateway.ReadyTimeout, DefaultGatewayTimeout))
+	assert.Check(t, is.Equal(DefaultGatewayTimeout, 3*time.Minute), "upstream's clients wait 180 s")
+
+	tgt, err = choose(AutoOptions{}, env{"SANDBOXTEST_GATEWAY_TIMEOUT": "90s"})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Gateway.ReadyTimeout, 90*time.Second))
+	tgt, err = choose(AutoOptions{}, env{"SANDBOXTEST_GATEWAY_TIMEOUT": "45"})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Gateway.ReadyTimeout, 45*time.Second))
+	tgt, err = choose(AutoOptions{Gateway: GatewayOptions{ReadyTimeout: time.Second}}, env{"SANDBOXTEST_GATEWAY_TIMEOUT": "45"})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(tgt.Gateway.ReadyTimeout, time.Second), "the option wins over the variable")
+
+	_, err = choose(AutoOptions{}, env{"SANDBOXTEST_GATEWAY_TIMEOUT": "soon"})
+	assert.Check(t, is.Error(err, `sandboxtest: SANDBOXTEST_GATEWAY_TIMEOUT="soon" is not a duration; write it like 90s or 5m`))
+	_, err = choose(AutoOptions{}, env{"SANDBOXTEST_GATEWAY_TIMEOUT": "-1s"})
+	assert.Check(t, is.ErrorContains(err, "is not a positive duration"))
 }

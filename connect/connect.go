@@ -17,14 +17,20 @@
 //
 // Environment variables read by [Choose] (through [AutoOptions.Env]):
 //
-//	SANDBOXTEST_API_URL   the router's base URL: direct mode
-//	SANDBOXTEST_GATEWAY   [namespace/]name of a Gateway in front of the router: gateway mode
-//	SANDBOXTEST_MODE      tunnel | gateway | direct: forces a mode
-//	CI                    with a Gateway labelled sandboxtest.io/gateway: gateway mode
+//	SANDBOXTEST_API_URL           the router's base URL: direct mode
+//	SANDBOXTEST_GATEWAY           [namespace/]name of a Gateway in front of the router: gateway mode
+//	SANDBOXTEST_MODE              tunnel | gateway | direct: forces a mode
+//	CI                            with a Gateway labelled sandboxtest.io/gateway: gateway mode
+//	SANDBOXTEST_ROUTER_NAMESPACE  where the router Service, its pods and the Gateways are
+//	                              (default: the sandboxes' namespace)
+//	SANDBOXTEST_GATEWAY_TIMEOUT   how long to wait for the Gateway's address (default 3m)
+//	SANDBOXTEST_ROUTER_CA         PEM file of the CA that signed an https Gateway's or
+//	                              router URL's certificate
 package connect
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -48,6 +54,10 @@ const (
 	EnvGateway = "SANDBOXTEST_GATEWAY"
 	EnvMode    = "SANDBOXTEST_MODE"
 	EnvCI      = "CI"
+
+	EnvRouterNamespace = "SANDBOXTEST_ROUTER_NAMESPACE"
+	EnvGatewayTimeout  = "SANDBOXTEST_GATEWAY_TIMEOUT"
+	EnvRouterCA        = "SANDBOXTEST_ROUTER_CA"
 )
 
 // Conn is an open way to the router.
@@ -60,11 +70,18 @@ type Conn interface {
 	Mode() Mode
 	// Describe says where the bytes go, for logs and failure reports.
 	Describe() string
+	// Transport is the HTTP transport that reaches URL: the one given for
+	// an https Gateway or router URL with a private CA, or nil when any
+	// ordinary transport will do.
+	Transport() *http.Transport
 	// Close releases the connection. Idempotent.
 	Close() error
 }
 
-type directConn struct{ url string }
+type directConn struct {
+	url       string
+	transport *http.Transport
+}
 
 // Direct is a connection to a router URL the caller knows (http or https,
 // with a host, no query or fragment). It checks the URL's form, not that
@@ -110,3 +127,5 @@ func (d *directConn) URL() string      { return d.url }
 func (d *directConn) Mode() Mode       { return ModeDirect }
 func (d *directConn) Describe() string { return "direct to " + d.url }
 func (d *directConn) Close() error     { return nil }
+
+func (d *directConn) Transport() *http.Transport { return d.transport }

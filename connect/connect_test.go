@@ -114,7 +114,7 @@ func startCluster() (*testCluster, error) {
 		ext: extclient.NewForConfigOrDie(c.RESTConfig),
 	}
 	theCluster = tc // so TestMain stops it even if the rest fails
-	if err := tc.deployRouter(ctx, kube.RouterDeployment, kube.RouterService, kube.RouterAppValue, routerPods); err != nil {
+	if err := tc.deployRouter(ctx, testNS, kube.RouterDeployment, kube.RouterService, kube.RouterAppValue, routerPods); err != nil {
 		return nil, err
 	}
 	tmpl, pool := templateAndPool(templateName, runtimeImage)
@@ -124,32 +124,32 @@ func startCluster() (*testCluster, error) {
 	if _, err := tc.ext.ExtensionsV1beta1().SandboxWarmPools(testNS).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	if err := tc.waitRouterPods(ctx, kube.RouterAppValue, routerPods, 90*time.Second); err != nil {
+	if err := tc.waitRouterPods(ctx, testNS, kube.RouterAppValue, routerPods, 90*time.Second); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "connect test: cluster with %d Ready router pods in %s\n", routerPods, time.Since(started).Round(time.Millisecond))
 	return tc, nil
 }
 
-// deployRouter creates a router Deployment (pods labelled app=<app>) and its Service.
-func (tc *testCluster) deployRouter(ctx context.Context, name, service, app string, replicas int32) error {
-	if _, err := tc.cs.AppsV1().Deployments(testNS).Create(ctx, routerDeployment(name, app, replicas), metav1.CreateOptions{}); err != nil {
+// deployRouter creates a router Deployment (pods labelled app=<app>) and its Service in ns.
+func (tc *testCluster) deployRouter(ctx context.Context, ns, name, service, app string, replicas int32) error {
+	if _, err := tc.cs.AppsV1().Deployments(ns).Create(ctx, routerDeployment(ns, name, app, replicas), metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	_, err := tc.cs.CoreV1().Services(testNS).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: service, Namespace: testNS},
+	_, err := tc.cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: service, Namespace: ns},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{kube.RouterAppLabel: app},
 			Ports: []corev1.ServicePort{{Name: "http", Port: kube.RouterPort, TargetPort: intstr.FromString("http")}}},
 	}, metav1.CreateOptions{})
 	return err
 }
 
-// waitRouterPods waits until n pods labelled app=<app> are Ready.
-func (tc *testCluster) waitRouterPods(ctx context.Context, app string, n int, timeout time.Duration) error {
+// waitRouterPods waits until n pods labelled app=<app> are Ready in ns.
+func (tc *testCluster) waitRouterPods(ctx context.Context, ns, app string, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for time.Now().Before(deadline) {
-		pods, err := tc.cs.CoreV1().Pods(testNS).List(ctx, metav1.ListOptions{LabelSelector: kube.RouterAppLabel + "=" + app})
+		pods, err := tc.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.RouterAppLabel + "=" + app})
 		if err != nil {
 			last = err.Error()
 		} else {
@@ -170,10 +170,10 @@ func (tc *testCluster) waitRouterPods(ctx context.Context, app string, n int, ti
 }
 
 // routerDeployment runs the router image, Ready when its /readyz answers.
-func routerDeployment(name, app string, replicas int32) *appsv1.Deployment {
+func routerDeployment(ns, name, app string, replicas int32) *appsv1.Deployment {
 	labels := map[string]string{kube.RouterAppLabel: app}
 	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},

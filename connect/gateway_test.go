@@ -116,32 +116,165 @@ func TestGatewayNotFoundListsTheOthers(t *testing.T) {
 
 func TestGatewayURL(t *testing.T) {
 	ip := gwv1.IPAddressType
-	gw := func(proto gwv1.ProtocolType, port int32, addr string) *gwv1.Gateway {
+	gw := func(proto gwv1.ProtocolType, port int32, addr string) (*gwv1.Gateway, gwv1.Listener) {
+		l := gwv1.Listener{Name: "l", Protocol: proto, Port: gwv1.PortNumber(port)}
 		return &gwv1.Gateway{
 			ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns"},
-			Spec:       gwv1.GatewaySpec{Listeners: []gwv1.Listener{{Name: "l", Protocol: proto, Port: gwv1.PortNumber(port)}}},
+			Spec:       gwv1.GatewaySpec{Listeners: []gwv1.Listener{l}},
 			Status:     gwv1.GatewayStatus{Addresses: []gwv1.GatewayStatusAddress{{Type: &ip, Value: addr}}},
-		}
+		}, l
 	}
 	for _, tc := range []struct {
-		g      *gwv1.Gateway
+		proto  gwv1.ProtocolType
+		port   int32
+		addr   string
 		scheme string
 		want   string
 	}{
-		{gw(gwv1.HTTPProtocolType, 80, "10.0.0.1"), "", "http://10.0.0.1"},
-		{gw(gwv1.HTTPProtocolType, 8080, "10.0.0.1"), "", "http://10.0.0.1:8080"},
-		{gw(gwv1.HTTPSProtocolType, 443, "gw.example.com"), "", "https://gw.example.com"},
-		{gw(gwv1.HTTPSProtocolType, 8443, "gw.example.com"), "", "https://gw.example.com:8443"},
-		{gw(gwv1.TLSProtocolType, 443, "10.0.0.2"), "", "https://10.0.0.2"},
-		{gw(gwv1.HTTPProtocolType, 443, "10.0.0.3"), "", "http://10.0.0.3:443"},
-		{gw(gwv1.HTTPProtocolType, 443, "10.0.0.3"), "https", "https://10.0.0.3"},
-		{gw(gwv1.HTTPProtocolType, 80, "fd00::1"), "", "http://[fd00::1]"},
-		{gw(gwv1.HTTPProtocolType, 8080, "fd00::1"), "", "http://[fd00::1]:8080"},
+		{gwv1.HTTPProtocolType, 80, "10.0.0.1", "", "http://10.0.0.1"},
+		{gwv1.HTTPProtocolType, 8080, "10.0.0.1", "", "http://10.0.0.1:8080"},
+		{gwv1.HTTPSProtocolType, 443, "gw.example.com", "", "https://gw.example.com"},
+		{gwv1.HTTPSProtocolType, 8443, "gw.example.com", "", "https://gw.example.com:8443"},
+		{gwv1.TLSProtocolType, 443, "10.0.0.2", "", "https://10.0.0.2"},
+		{gwv1.HTTPProtocolType, 443, "10.0.0.3", "", "http://10.0.0.3:443"},
+		{gwv1.HTTPProtocolType, 443, "10.0.0.3", "https", "https://10.0.0.3"},
+		{gwv1.HTTPProtocolType, 80, "fd00::1", "", "http://[fd00::1]"},
+		{gwv1.HTTPProtocolType, 8080, "fd00::1", "", "http://[fd00::1]:8080"},
 	} {
-		got, _, err := gatewayURL(tc.g, tc.scheme)
+		g, l := gw(tc.proto, tc.port, tc.addr)
+		got, err := gatewayURL(g, l, tc.scheme)
 		assert.Check(t, err)
 		assert.Check(t, is.Equal(got, tc.want))
 	}
-	_, _, err := gatewayURL(&gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns"}}, "")
+	_, _, err := chooseListener(&gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns"}}, nil, "ns", "")
 	assert.Check(t, is.ErrorContains(err, "Gateway ns/g has no listeners"))
+}
+
+// TestChooseListener is the listener choice alone: the HTTPRoute that
+// sends to the router says which listener carries it.
+func TestChooseListener(t *testing.T) {
+	listener := func(name string, proto gwv1.ProtocolType, port int32) gwv1.Listener {
+		return gwv1.Listener{Name: gwv1.SectionName(name), Protocol: proto, Port: gwv1.PortNumber(port)}
+	}
+	g := &gwv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "infra"},
+		Spec: gwv1.GatewaySpec{Listeners: []gwv1.Listener{
+			listener("tcp", gwv1.TCPProtocolType, 9000),
+			listener("http", gwv1.HTTPProtocolType, 80),
+			listener("https", gwv1.HTTPSProtocolType, 443),
+			listener("alt-https", gwv1.HTTPSProtocolType, 8443),
+		}},
+	}
+	ptr := func(s string) *string { return &s }
+	type parent struct {
+		ns, name, section string
+		port              int32
+		kind              string
+	}
+	route := func(ns, name, backendNS, backend string, parents ...parent) gwv1.HTTPRoute {
+		r := gwv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		for _, p := range parents {
+			ref := gwv1.ParentReference{Name: gwv1.ObjectName(p.name)}
+			if p.ns != "" {
+				ref.Namespace = (*gwv1.Namespace)(ptr(p.ns))
+			}
+			if p.section != "" {
+				ref.SectionName = (*gwv1.SectionName)(ptr(p.section))
+			}
+			if p.port != 0 {
+				port := gwv1.PortNumber(p.port)
+				ref.Port = &port
+			}
+			if p.kind != "" {
+				ref.Kind = (*gwv1.Kind)(ptr(p.kind))
+			}
+			r.Spec.ParentRefs = append(r.Spec.ParentRefs, ref)
+		}
+		b := gwv1.BackendObjectReference{Name: gwv1.ObjectName(backend)}
+		if backendNS != "" {
+			b.Namespace = (*gwv1.Namespace)(ptr(backendNS))
+		}
+		r.Spec.Rules = []gwv1.HTTPRouteRule{{BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: b}}}}}
+		return r
+	}
+	const router = kube.RouterService
+	for _, tc := range []struct {
+		name     string
+		routes   []gwv1.HTTPRoute
+		routerNS string
+		scheme   string
+		want     string // listener name
+		why      string // part of the reason
+		wantErr  string
+	}{
+		{name: "no route: the first HTTP(S) listener, not the TCP one", routerNS: "infra",
+			want: "http", why: "the first HTTP(S) listener: no HTTPRoute to infra/sandbox-router-svc attaches to this Gateway"},
+		{name: "no route, https asked", routerNS: "infra", scheme: "https", want: "https"},
+		{name: "sectionName picks the listener",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "edge", section: "alt-https"})}, routerNS: "infra",
+			want: "alt-https", why: "chosen by HTTPRoute infra/r sectionName alt-https"},
+		{name: "port picks the listener",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "edge", port: 443})}, routerNS: "infra",
+			want: "https", why: "chosen by HTTPRoute infra/r port 443"},
+		{name: "no sectionName: every HTTP(S) listener, first in order",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "edge"})}, routerNS: "infra",
+			want: "http", why: "chosen by HTTPRoute infra/r"},
+		{name: "no sectionName, https asked",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "edge"})}, routerNS: "infra", scheme: "https",
+			want: "https"},
+		{name: "a scheme the route's listener lacks does not move to another listener",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "edge", section: "http"})}, routerNS: "infra", scheme: "https",
+			want: "http", why: "chosen by HTTPRoute infra/r sectionName http"},
+		{name: "route in the router namespace, Gateway elsewhere",
+			routes: []gwv1.HTTPRoute{route("agent-sandbox-system", "r", "", router, parent{ns: "infra", name: "edge", section: "https"})}, routerNS: "agent-sandbox-system",
+			want: "https", why: "chosen by HTTPRoute agent-sandbox-system/r sectionName https"},
+		{name: "route to another backend is ignored",
+			routes: []gwv1.HTTPRoute{
+				route("infra", "a-web", "", "web", parent{name: "edge", section: "alt-https"}),
+				route("infra", "b-router", "", router, parent{name: "edge", section: "https"}),
+			}, routerNS: "infra", want: "https", why: "chosen by HTTPRoute infra/b-router sectionName https"},
+		{name: "route to a router of another namespace is ignored",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "other", router, parent{name: "edge", section: "alt-https"})}, routerNS: "infra",
+			want: "http"},
+		{name: "route attached to another Gateway is ignored",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "other-gw", section: "alt-https"})}, routerNS: "infra",
+			want: "http"},
+		{name: "a parentRef of another kind is ignored",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "edge", section: "alt-https", kind: "Service"})}, routerNS: "infra",
+			want: "http"},
+		{name: "a parentRef in another namespace is another Gateway",
+			routes: []gwv1.HTTPRoute{route("apps", "r", "infra", router, parent{name: "edge", section: "alt-https"})}, routerNS: "infra",
+			want: "http"},
+		{name: "two routes: the first by namespace/name wins",
+			routes: []gwv1.HTTPRoute{
+				route("infra", "z", "", router, parent{name: "edge", section: "https"}),
+				route("infra", "a", "", router, parent{name: "edge", section: "alt-https"}),
+			}, routerNS: "infra", want: "https", why: "chosen by HTTPRoute infra/z sectionName https"},
+		{name: "a sectionName with no such listener",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "edge", section: "gone"})}, routerNS: "infra",
+			wantErr: "sandboxtest: Gateway infra/edge has no HTTP or HTTPS listener that HTTPRoute infra/r sectionName gone attaches to " +
+				"(its listeners: [tcp TCP:9000, http HTTP:80, https HTTPS:443, alt-https HTTPS:8443]); fix the route's parentRefs: kubectl -n infra edit httproute"},
+		{name: "a sectionName naming the TCP listener",
+			routes: []gwv1.HTTPRoute{route("infra", "r", "", router, parent{name: "edge", section: "tcp"})}, routerNS: "infra",
+			wantErr: "has no HTTP or HTTPS listener that HTTPRoute infra/r sectionName tcp attaches to"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, why, err := chooseListener(g, tc.routes, tc.routerNS, tc.scheme)
+			if tc.wantErr != "" {
+				assert.Check(t, is.ErrorContains(err, tc.wantErr))
+				return
+			}
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(string(l.Name), tc.want))
+			assert.Check(t, is.Contains(why, tc.why))
+		})
+	}
+
+	// Only TCP listeners: the first one, as before routes were read.
+	tcpOnly := &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: "ns"},
+		Spec: gwv1.GatewaySpec{Listeners: []gwv1.Listener{listener("a", gwv1.TCPProtocolType, 1), listener("b", gwv1.TLSProtocolType, 2)}}}
+	l, why, err := chooseListener(tcpOnly, nil, "ns", "https")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(l.Name), "b"))
+	assert.Check(t, is.Contains(why, "the first listener: none is HTTP or HTTPS"))
 }

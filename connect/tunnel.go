@@ -35,6 +35,9 @@ import (
 type TunnelOptions struct {
 	// Namespace of the router Service. Default "default".
 	Namespace string
+	// SandboxNamespace is where the sandboxes are, when the router runs
+	// in a namespace of its own; only messages use it. Default Namespace.
+	SandboxNamespace string
 	// Service whose selector picks the pods to forward to, as
 	// `kubectl port-forward svc/<Service>` does. Default kube.RouterService.
 	Service string
@@ -53,6 +56,9 @@ type TunnelOptions struct {
 func (o TunnelOptions) withDefaults() TunnelOptions {
 	if o.Namespace == "" {
 		o.Namespace = "default"
+	}
+	if o.SandboxNamespace == "" {
+		o.SandboxNamespace = o.Namespace
 	}
 	if o.Service == "" {
 		o.Service = kube.RouterService
@@ -164,6 +170,9 @@ func (t *tunnel) URL() string {
 }
 
 func (t *tunnel) Mode() Mode { return ModeTunnel }
+
+// Transport is nil: the tunnel is plain http on 127.0.0.1.
+func (t *tunnel) Transport() *http.Transport { return nil }
 
 func (t *tunnel) Describe() string {
 	t.mu.RLock()
@@ -299,8 +308,7 @@ func (t *tunnel) service(ctx context.Context) (*corev1.Service, error) {
 	svc, err := t.cs.CoreV1().Services(t.o.Namespace).Get(ctx, t.o.Service, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("sandboxtest: %s not found in namespace %s; run: sandboxtest-setup deploy --namespace %s",
-			t.o.Service, t.o.Namespace, t.o.Namespace)
+		return nil, routerMissing(ctx, t.cs, t.o)
 	case err != nil:
 		return nil, t.fail(ctx, "looking up service "+t.o.Service, err.Error(), err)
 	case len(svc.Spec.Selector) == 0:
@@ -625,6 +633,52 @@ func (t *tunnel) follow(w watch.Interface, done <-chan struct{}, pod *corev1.Pod
 			}
 		}
 	}
+}
+
+// ErrRouterNotFound matches (errors.Is) the error of a connection that
+// finds no router Service where it looks.
+var ErrRouterNotFound = errors.New("sandboxtest: router Service not found")
+
+type routerNotFoundError struct{ msg string }
+
+func (e *routerNotFoundError) Error() string        { return e.msg }
+func (e *routerNotFoundError) Is(target error) bool { return target == ErrRouterNotFound }
+
+// routerMissing words a missing router Service: where it was looked for,
+// where the sandboxes are, where a Service of that name exists instead,
+// and how to fix it.
+func routerMissing(ctx context.Context, cs kubernetes.Interface, o TunnelOptions) error {
+	other := fmt.Sprintf(", or set %s to the namespace the router runs in", EnvRouterNamespace)
+	if ns := servicesNamed(ctx, cs, o.Service); len(ns) > 0 {
+		other = fmt.Sprintf(", or use the %s in namespace %s: %s=%s", o.Service, strings.Join(ns, " or "), EnvRouterNamespace, ns[0])
+	}
+	if o.Namespace == o.SandboxNamespace {
+		return &routerNotFoundError{fmt.Sprintf("sandboxtest: %s not found in namespace %s; run: sandboxtest-setup deploy --namespace %s%s",
+			o.Service, o.Namespace, o.Namespace, other)}
+	}
+	return &routerNotFoundError{fmt.Sprintf("sandboxtest: %s not found in the router namespace %s (the sandboxes are in namespace %s); "+
+		"deploy it there: sandboxtest-setup deploy --namespace %s --router-namespace %s%s",
+		o.Service, o.Namespace, o.SandboxNamespace, o.SandboxNamespace, o.Namespace, other)}
+}
+
+// servicesNamed lists, sorted, the namespaces holding a Service of that
+// name; nil when none does or the caller may not list Services cluster-wide.
+func servicesNamed(ctx context.Context, cs kubernetes.Interface, name string) []string {
+	if ctx.Err() != nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list, err := cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
+	if err != nil {
+		return nil
+	}
+	var ns []string
+	for _, s := range list.Items {
+		ns = append(ns, s.Namespace)
+	}
+	sort.Strings(ns)
+	return ns
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,14 +78,14 @@ func TestTunnelHealsWhenItsPodIsDeleted(t *testing.T) {
 	out := execute(t, conn.URL(), sb, "echo healed")
 	assert.Check(t, is.Equal(out.Stdout, "healed\n"))
 	// Let the Deployment bring the router back to full strength for later tests.
-	assert.NilError(t, tc.waitRouterPods(context.Background(), kube.RouterAppValue, routerPods, 90*time.Second))
+	assert.NilError(t, tc.waitRouterPods(context.Background(), testNS, kube.RouterAppValue, routerPods, 90*time.Second))
 }
 
 // With a single router pod, healing waits for the Deployment's replacement.
 func TestTunnelHealsOntoAReplacementPod(t *testing.T) {
 	tc := cluster(t)
 	ctx := context.Background()
-	assert.NilError(t, tc.deployRouter(ctx, "solo-router", "solo-router-svc", "solo-router", 1))
+	assert.NilError(t, tc.deployRouter(ctx, testNS, "solo-router", "solo-router-svc", "solo-router", 1))
 	t.Cleanup(func() {
 		assert.Check(t, tc.cs.AppsV1().Deployments(testNS).Delete(ctx, "solo-router", metav1.DeleteOptions{}))
 		assert.Check(t, tc.cs.CoreV1().Services(testNS).Delete(ctx, "solo-router-svc", metav1.DeleteOptions{}))
@@ -161,10 +162,13 @@ func (e *httpError) Error() string { return http.StatusText(e.code) + ": " + e.b
 func TestTunnelWithoutServiceSaysHowToDeploy(t *testing.T) {
 	tc := cluster(t)
 	_, err := Tunnel(context.Background(), tc.cfg, TunnelOptions{Service: "no-such-svc", Log: t.Logf})
-	assert.Error(t, err, "sandboxtest: no-such-svc not found in namespace default; run: sandboxtest-setup deploy --namespace default")
+	assert.Error(t, err, "sandboxtest: no-such-svc not found in namespace default; run: sandboxtest-setup deploy --namespace default, "+
+		"or set SANDBOXTEST_ROUTER_NAMESPACE to the namespace the router runs in")
 
 	_, err = Tunnel(context.Background(), tc.cfg, TunnelOptions{Namespace: "elsewhere", Log: t.Logf})
-	assert.Error(t, err, "sandboxtest: sandbox-router-svc not found in namespace elsewhere; run: sandboxtest-setup deploy --namespace elsewhere")
+	assert.Check(t, is.ErrorContains(err, "sandboxtest: sandbox-router-svc not found in namespace elsewhere; run: sandboxtest-setup deploy --namespace elsewhere, "+
+		"or use the sandbox-router-svc in namespace default")) // and maybe routers
+	assert.Check(t, errors.Is(err, ErrRouterNotFound))
 }
 
 func TestTunnelWithoutReadyPodSaysWhatItSaw(t *testing.T) {

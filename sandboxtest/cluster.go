@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -33,7 +34,7 @@ var (
 	runID     string
 
 	clustersMu sync.Mutex
-	clusters   = map[string]*cluster{} // by API server host + namespace
+	clusters   = map[string]*cluster{} // by API server host, namespace, router namespace and transport
 )
 
 // RunID identifies this test binary's run on every claim it makes
@@ -75,6 +76,7 @@ func getCluster(ctx context.Context, s *settings, logf func(string, ...any)) (*c
 		}
 	}
 	key := cfg.Host + "|" + s.namespace
+	key += fmt.Sprintf("|%s|%p", s.routerNS(), s.transport)
 	clustersMu.Lock()
 	defer clustersMu.Unlock()
 	if c, ok := clusters[key]; ok {
@@ -89,6 +91,7 @@ func getCluster(ctx context.Context, s *settings, logf func(string, ...any)) (*c
 	}
 	start := time.Now()
 	conn, choice, err := connect.Shared(ctx, cfg, connect.AutoOptions{ContextName: contextName, Namespace: s.namespace,
+		RouterNamespace: s.routerNS(), Transport: s.transport, Gateway: connect.GatewayOptions{ReadyTimeout: s.gatewayTimeout},
 		Tunnel: connect.TunnelOptions{Log: tunnelLog}}) // quiet-aware; outlives the test
 
 	if err != nil {
@@ -97,10 +100,21 @@ func getCluster(ctx context.Context, s *settings, logf func(string, ...any)) (*c
 	logf("sandboxtest: connected to the router by %s (%s): %s in %s", choice.Mode, choice.Reason, conn.Describe(), time.Since(start).Round(time.Millisecond))
 	c := &cluster{
 		cfg: cfg, contextName: contextName, clients: clients, conn: conn, choice: choice,
-		runtime: &runtime.Client{BaseURL: conn.URL},
+		runtime: &runtime.Client{BaseURL: conn.URL, HTTP: routerClient(conn)},
 	}
 	clusters[key] = c
 	return c, nil
 }
 
 func (c *cluster) String() string { return fmt.Sprintf("%s (%s)", c.cfg.Host, c.choice.Mode) }
+
+// routerClient is the HTTP client for a connection that needs its own
+// transport (https with a private CA), else nil: the runtime client's own.
+// Like that one, it does not follow redirects.
+func routerClient(conn connect.Conn) *http.Client {
+	tr := conn.Transport()
+	if tr == nil {
+		return nil
+	}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}

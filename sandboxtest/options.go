@@ -1,6 +1,7 @@
 package sandboxtest
 
 import (
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -37,6 +38,10 @@ type settings struct {
 	keep         Keep
 	restConfig   *rest.Config
 	labels       map[string]string
+
+	routerNamespace string          // "" means namespace
+	gatewayTimeout  time.Duration   // 0: connect's default or $SANDBOXTEST_GATEWAY_TIMEOUT
+	transport       *http.Transport // nil: the runtime client's own
 }
 
 // Option configures New.
@@ -75,6 +80,30 @@ func WithLabels(l map[string]string) Option {
 	}
 }
 
+// WithRouterNamespace is where the sandbox router (sandbox-router-svc, its
+// pods, and the Gateways in front of it) runs, when not beside the sandboxes
+// (upstream's manifests put it in agent-sandbox-system). Default
+// $SANDBOXTEST_ROUTER_NAMESPACE, else the sandboxes' namespace.
+func WithRouterNamespace(ns string) Option { return func(s *settings) { s.routerNamespace = ns } }
+
+// WithGatewayTimeout bounds the wait for the Gateway's address in gateway
+// mode (default $SANDBOXTEST_GATEWAY_TIMEOUT, else 3m, as upstream's clients).
+func WithGatewayTimeout(d time.Duration) Option { return func(s *settings) { s.gatewayTimeout = d } }
+
+// WithHTTPTransport carries the requests to the router in gateway and direct
+// modes: give one that trusts the private CA of an https Gateway or router
+// URL (connect.TransportWithCA builds one; $SANDBOXTEST_ROUTER_CA names a CA
+// file instead). The tunnel, plain http on 127.0.0.1, does not use it.
+func WithHTTPTransport(tr *http.Transport) Option { return func(s *settings) { s.transport = tr } }
+
+// routerNS is the namespace of the router: its own, else the sandboxes'.
+func (s *settings) routerNS() string {
+	if s.routerNamespace != "" {
+		return s.routerNamespace
+	}
+	return s.namespace
+}
+
 func newSettings(opts []Option) (*settings, error) {
 	s := &settings{
 		namespace:    envOr("SANDBOXTEST_NAMESPACE", DefaultNamespace),
@@ -82,6 +111,8 @@ func newSettings(opts []Option) (*settings, error) {
 		ttl:          DefaultTTL,
 		keep:         keepFlagOrEnv(),
 		labels:       map[string]string{},
+
+		routerNamespace: os.Getenv("SANDBOXTEST_ROUTER_NAMESPACE"),
 	}
 	var err error
 	if s.readyTimeout, err = envDuration("SANDBOXTEST_READY_TIMEOUT", DefaultReadyTimeout); err != nil {

@@ -42,7 +42,7 @@ func (sb *Sandbox) failureReport() {
 	defer cancel()
 	d := sb.c.clients.Gather(ctx, kube.DiagnosticsRequest{
 		Namespace: sb.s.namespace, Claim: sb.claim, Sandbox: sb.ready.SandboxName, Pod: sb.ready.PodName,
-		RouterNamespace: sb.s.namespace,
+		RouterNamespace: sb.s.routerNS(),
 	})
 	sb.t.Logf("%s", report.Write(os.Getenv(report.ArtifactsEnv), sb.reportData(d)))
 }

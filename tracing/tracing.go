@@ -75,32 +75,32 @@ const (
 const TraceContextAnnotation = "opentelemetry.io/trace-context"
 
 // Attribute keys. The sandbox.* keys are the upstream Go client's.
-var (
-	AttrTestName   = attribute.Key("sandboxtest.test.name")
-	AttrTestResult = attribute.Key("sandboxtest.test.result") // pass, fail or skip
+const (
+	AttrTestName   attribute.Key = "sandboxtest.test.name"
+	AttrTestResult attribute.Key = "sandboxtest.test.result" // pass, fail or skip
 
-	AttrTemplate  = attribute.Key("sandbox.template.name")
-	AttrPool      = attribute.Key("sandbox.warm_pool.name")
-	AttrNamespace = attribute.Key("k8s.namespace.name")
-	AttrClaimName = attribute.Key("sandbox.claim.name")
-	AttrSandbox   = attribute.Key("sandbox.name")
-	AttrPodName   = attribute.Key("k8s.pod.name")
-	AttrPodIP     = attribute.Key("sandbox.pod.ip")
-	AttrNodeName  = attribute.Key("k8s.node.name")
-	AttrStart     = attribute.Key("sandbox.start") // warm or cold
-	AttrMode      = attribute.Key("sandboxtest.connect.mode")
-	AttrRoute     = attribute.Key("sandboxtest.connect.route") // where the bytes go
-	AttrKept      = attribute.Key("sandboxtest.kept")
+	AttrTemplate  attribute.Key = "sandbox.template.name"
+	AttrPool      attribute.Key = "sandbox.warm_pool.name"
+	AttrNamespace attribute.Key = "k8s.namespace.name"
+	AttrClaimName attribute.Key = "sandbox.claim.name"
+	AttrSandbox   attribute.Key = "sandbox.name"
+	AttrPodName   attribute.Key = "k8s.pod.name"
+	AttrPodIP     attribute.Key = "sandbox.pod.ip"
+	AttrNodeName  attribute.Key = "k8s.node.name"
+	AttrStart     attribute.Key = "sandbox.start" // warm or cold
+	AttrMode      attribute.Key = "sandboxtest.connect.mode"
+	AttrRoute     attribute.Key = "sandboxtest.connect.route" // where the bytes go
+	AttrKept      attribute.Key = "sandboxtest.kept"
 
-	AttrCommand           = attribute.Key("sandbox.command")
-	AttrCommandExecutable = attribute.Key("sandbox.command.executable")
-	AttrExitCode          = attribute.Key("sandbox.exit_code")
-	AttrStdoutBytes       = attribute.Key("sandbox.stdout.bytes")
-	AttrStderrBytes       = attribute.Key("sandbox.stderr.bytes")
-	AttrFilePath          = attribute.Key("sandbox.file.path")
-	AttrFileSize          = attribute.Key("sandbox.file.size")
-	AttrFileCount         = attribute.Key("sandbox.file.count")
-	AttrFileExists        = attribute.Key("sandbox.file.exists")
+	AttrCommand           attribute.Key = "sandbox.command"
+	AttrCommandExecutable attribute.Key = "sandbox.command.executable"
+	AttrExitCode          attribute.Key = "sandbox.exit_code"
+	AttrStdoutBytes       attribute.Key = "sandbox.stdout.bytes"
+	AttrStderrBytes       attribute.Key = "sandbox.stderr.bytes"
+	AttrFilePath          attribute.Key = "sandbox.file.path"
+	AttrFileSize          attribute.Key = "sandbox.file.size"
+	AttrFileCount         attribute.Key = "sandbox.file.count"
+	AttrFileExists        attribute.Key = "sandbox.file.exists"
 )
 
 // Option configures Setup.

@@ -29,6 +29,7 @@ func deployCommand() *command {
 		flags: func(fs *flag.FlagSet) {
 			kubeconfigFlag(fs, &kubeconfig)
 			fs.StringVar(&opts.Namespace, "namespace", "default", "namespace to deploy into (created when missing)")
+			fs.StringVar(&opts.RouterNamespace, "router-namespace", "", "namespace of the router and --gateway, e.g. agent-sandbox-system; tests then set SANDBOXTEST_ROUTER_NAMESPACE (default: --namespace)")
 			fs.Var(&templates, "templates", "SandboxTemplate YAML file or directory to add to the embedded templates, replacing those of the same name; repeatable or comma-separated (default: the embedded templates only)")
 			fs.StringVar(&opts.RouterImage, "router-image", fixtures.DefaultRouterImage, "sandbox-router image")
 			fs.IntVar(&routerReplicas, "router-replicas", 1, "router replicas")
@@ -64,6 +65,9 @@ func deployCommand() *command {
 				return clusterError(err, kubeconfig)
 			}
 			where := "namespace " + rep.Namespace
+			if rep.RouterNamespace != rep.Namespace {
+				where += " (router in namespace " + rep.RouterNamespace + ")"
+			}
 			if rep.Local {
 				where += " of the local cluster"
 			}

@@ -87,6 +87,20 @@ spec:
 		assert.Check(t, tableRow(out, "HTTPRoute", "cli-gw/cli-gateway-sandbox-router", "created", "-"), out)
 	})
 
+	t.Run("router namespace", func(t *testing.T) {
+		out, errOut, code := cli(t, "deploy", "--kubeconfig", kc, "--namespace", "cli-rn", "--router-namespace", "cli-rn-router", "--gateway", "cli-rn-gw")
+		assert.Equal(t, code, 0, errOut)
+		assert.Check(t, tableRow(out, "Namespace", "cli-rn-router", "created"), out)
+		assert.Check(t, tableRow(out, "Deployment", "cli-rn-router/sandbox-router", "created", "1/1 ready"), out)
+		assert.Check(t, tableRow(out, "Service", "cli-rn-router/sandbox-router-svc", "created", "-"), out)
+		assert.Check(t, tableRow(out, "ClusterRoleBinding", "sandboxtest-sandbox-router-cli-rn-router", "created", "-"), out)
+		assert.Check(t, tableRow(out, "Gateway", "cli-rn-router/cli-rn-gw", "created"), out)
+		assert.Check(t, tableRow(out, "HTTPRoute", "cli-rn-router/cli-rn-gw-sandbox-router", "created", "-"), out)
+		assert.Check(t, tableRow(out, "SandboxTemplate", "cli-rn/python-sandbox-template", "created", "-"), out)
+		assert.Check(t, tableRow(out, "SandboxWarmPool", "cli-rn/python-sandbox-template", "created", "0/0 ready"), out)
+		assert.Check(t, is.Contains(out, "deployed to namespace cli-rn (router in namespace cli-rn-router) of the local cluster in "))
+	})
+
 	t.Run("bad templates apply nothing", func(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "nope.yaml")
 		out, errOut, code := cli(t, "deploy", "--kubeconfig", kc, "--namespace", "cli-bad", "--templates", missing)
@@ -181,6 +195,7 @@ func TestDeployHelpListsEveryFlag(t *testing.T) {
 		"-kubeconfig string\n", "$KUBECONFIG, then ~/.kube/config",
 		"-namespace string\n", `(default "default")`,
 		"-templates value\n", "(default: the embedded templates only)",
+		"-router-namespace string\n", "tests then set SANDBOXTEST_ROUTER_NAMESPACE (default: --namespace)",
 		"-router-image string\n", `(default "registry.k8s.io/agent-sandbox/sandbox-router-go:v1.0.0")`,
 		"-router-replicas int\n", "router replicas (default 1)",
 		"-pool-replicas int\n", "(0: each claim cold-starts)",

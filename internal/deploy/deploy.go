@@ -46,6 +46,11 @@ type Options struct {
 	// Namespace receives everything namespaced (templates' own namespaces are
 	// ignored). Default "default"; created when missing.
 	Namespace string
+	// RouterNamespace, when set, receives the router (ServiceAccount,
+	// Deployment, Service) and the Gateway with its HTTPRoute instead of
+	// Namespace, as upstream's manifests put it in agent-sandbox-system;
+	// created when missing. Tests then set SANDBOXTEST_ROUTER_NAMESPACE.
+	RouterNamespace string
 	// Templates holds SandboxTemplate YAML files (fixtures.Deploy defaults
 	// it to templates.FS). Nil: only TemplatePaths.
 	Templates fs.FS
@@ -77,6 +82,8 @@ type Options struct {
 // Report is what Deploy applied, in apply order.
 type Report struct {
 	Namespace string
+	// RouterNamespace is where the router went (Namespace unless told).
+	RouterNamespace string
 	// Local is true on sandboxtest's local cluster.
 	Local bool
 	// Templates names the templates deployed, each with a pool of its name.
@@ -144,7 +151,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options) (*Report, error
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Namespace: opts.Namespace, Local: local}
+	rep := &Report{Namespace: opts.Namespace, RouterNamespace: opts.RouterNamespace, Local: local}
 	for _, t := range templates {
 		rep.Templates = append(rep.Templates, t.Name)
 	}
@@ -180,6 +187,9 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options) (*Report, error
 func (o *Options) defaults() error {
 	if o.Namespace == "" {
 		o.Namespace = "default"
+	}
+	if o.RouterNamespace == "" {
+		o.RouterNamespace = o.Namespace
 	}
 	if o.RouterImage == "" {
 		o.RouterImage = DefaultRouterImage
@@ -261,12 +271,15 @@ const routerClusterRole = "sandboxtest-sandbox-router"
 // desiredObjects is everything Deploy applies, in order: a pod's
 // ServiceAccount before the pod, a pool's template before the pool.
 func desiredObjects(opts Options, templates []kube.Template) []runtime.Object {
-	ns := opts.Namespace
+	ns, rns := opts.Namespace, opts.RouterNamespace
 	meta := func(name string) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: routerLabels()}
+		return metav1.ObjectMeta{Name: name, Namespace: rns, Labels: routerLabels()}
 	}
-	objs := []runtime.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+	objs := []runtime.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}}
+	if rns != ns {
+		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: rns}})
+	}
+	objs = append(objs,
 		&corev1.ServiceAccount{ObjectMeta: meta(kube.RouterServiceAccount)},
 		&rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: routerClusterRole, Labels: routerLabels()},
@@ -274,9 +287,9 @@ func desiredObjects(opts Options, templates []kube.Template) []runtime.Object {
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
 		},
 		&rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: routerClusterRole + "-" + ns, Labels: routerLabels()},
+			ObjectMeta: metav1.ObjectMeta{Name: routerClusterRole + "-" + rns, Labels: routerLabels()},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: routerClusterRole},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: kube.RouterServiceAccount, Namespace: ns}},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: kube.RouterServiceAccount, Namespace: rns}},
 		},
 		routerDeployment(opts),
 		&corev1.Service{
@@ -286,10 +299,13 @@ func desiredObjects(opts Options, templates []kube.Template) []runtime.Object {
 				Ports:    []corev1.ServicePort{{Name: "proxy", Port: kube.RouterPort, TargetPort: intstr.FromString("proxy"), Protocol: corev1.ProtocolTCP}},
 			},
 		},
-	}
+	)
 	for _, t := range templates {
 		tmpl := t.DeepCopy()
 		tmpl.Namespace = ns
+		if rns != ns {
+			admitRouterFrom(tmpl, rns)
+		}
 		objs = append(objs, tmpl)
 	}
 	for _, t := range templates {
@@ -305,6 +321,25 @@ func desiredObjects(opts Options, templates []kube.Template) []runtime.Object {
 	return objs
 }
 
+// admitRouterFrom makes a template's ingress rules that admit the router
+// pods (a podSelector alone means "in the sandbox's namespace") admit them
+// from the router's namespace instead.
+func admitRouterFrom(tmpl *extv1beta1.SandboxTemplate, routerNS string) {
+	if tmpl.Spec.NetworkPolicy == nil {
+		return
+	}
+	for i := range tmpl.Spec.NetworkPolicy.Ingress {
+		from := tmpl.Spec.NetworkPolicy.Ingress[i].From
+		for j := range from {
+			p := &from[j]
+			if p.PodSelector != nil && p.NamespaceSelector == nil && p.IPBlock == nil &&
+				p.PodSelector.MatchLabels[kube.RouterAppLabel] == kube.RouterAppValue {
+				p.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: routerNS}}
+			}
+		}
+	}
+}
+
 func routerDeployment(opts Options) *appsv1.Deployment {
 	replicas := opts.RouterReplicas
 	yes, no := true, false
@@ -315,7 +350,7 @@ func routerDeployment(opts Options) *appsv1.Deployment {
 		}
 	}
 	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: kube.RouterDeployment, Namespace: opts.Namespace, Labels: routerLabels()},
+		ObjectMeta: metav1.ObjectMeta{Name: kube.RouterDeployment, Namespace: opts.RouterNamespace, Labels: routerLabels()},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: routerSelector()},
@@ -355,12 +390,12 @@ func routerDeployment(opts Options) *appsv1.Deployment {
 }
 
 // gatewayObjects is a Gateway with one HTTP listener and an HTTPRoute
-// sending everything to the router's Service.
+// sending everything to the router's Service, both beside the router.
 func gatewayObjects(opts Options) []runtime.Object {
 	port := gatewayv1.PortNumber(kube.RouterPort)
 	lbls := map[string]string{kube.LabelGateway: "true", kube.LabelManagedBy: kube.ManagedByValue}
 	gw := &gatewayv1.Gateway{
-		ObjectMeta: metav1.ObjectMeta{Name: opts.Gateway, Namespace: opts.Namespace, Labels: lbls},
+		ObjectMeta: metav1.ObjectMeta{Name: opts.Gateway, Namespace: opts.RouterNamespace, Labels: lbls},
 		Spec: gatewayv1.GatewaySpec{
 			GatewayClassName: gatewayv1.ObjectName(opts.GatewayClass),
 			Listeners: []gatewayv1.Listener{{
@@ -369,7 +404,7 @@ func gatewayObjects(opts Options) []runtime.Object {
 		},
 	}
 	route := &gatewayv1.HTTPRoute{
-		ObjectMeta: metav1.ObjectMeta{Name: GatewayRouteName(opts.Gateway), Namespace: opts.Namespace, Labels: lbls},
+		ObjectMeta: metav1.ObjectMeta{Name: GatewayRouteName(opts.Gateway), Namespace: opts.RouterNamespace, Labels: lbls},
 		Spec: gatewayv1.HTTPRouteSpec{
 			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(opts.Gateway)}}},
 			Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
@@ -416,10 +451,10 @@ type readiness func(ctx context.Context) (ready bool, state string)
 // readinessChecks are keyed by Object.Ref: the router Deployment
 // (ready with one Ready pod) and each pool (ready replicas == replicas).
 func readinessChecks(cs kubernetes.Interface, ext extclient.Interface, opts Options, templates []kube.Template) map[string]readiness {
-	ns := opts.Namespace
+	ns, rns := opts.Namespace, opts.RouterNamespace
 	checks := map[string]readiness{}
-	checks[Object{Kind: "Deployment", Namespace: ns, Name: kube.RouterDeployment}.Ref()] = func(ctx context.Context) (bool, string) {
-		return routerReady(ctx, cs, ns, opts.RouterReplicas)
+	checks[Object{Kind: "Deployment", Namespace: rns, Name: kube.RouterDeployment}.Ref()] = func(ctx context.Context) (bool, string) {
+		return routerReady(ctx, cs, rns, opts.RouterReplicas)
 	}
 	for _, t := range templates {
 		name := t.Name
