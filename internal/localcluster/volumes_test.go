@@ -87,7 +87,6 @@ func TestVolumes(t *testing.T) {
 		claim := e.claim(t, "cold")
 		pod := e.readyPod(t, claim)
 		pvc, pv := e.checkWorkspace(t, claim, pod)
-		e.checkServiceAccountToken(t, pod)
 		e.deleteClaimAndVolume(t, claim, pvc, pv)
 	})
 
@@ -130,7 +129,10 @@ func TestVolumes(t *testing.T) {
 		e.deleteClaimAndVolume(t, created.Name, pvc, pv)
 	})
 
-	t.Run("configMap, secret, downwardAPI and emptyDir", func(t *testing.T) {
+	// Sandbox pods have no service account token unless the template asks
+	// (the controller defaults automountServiceAccountToken to false); a
+	// plain pod gets kube-apiserver's kube-api-access projected volume.
+	t.Run("configMap, secret, downwardAPI, emptyDir and the service account token", func(t *testing.T) {
 		_, err := e.cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: "app-config"}, Data: map[string]string{"app.conf": "debug=1"}}, metav1.CreateOptions{})
 		assert.NilError(t, err)
@@ -160,6 +162,7 @@ func TestVolumes(t *testing.T) {
 		assert.Check(t, is.Equal(read("info/labels"), `app="volumes-test"`))
 		fi, err := os.Stat(filepath.Join(dir, "scratch"))
 		assert.Check(t, err == nil && fi.IsDir(), "no emptyDir directory: %v", err)
+		e.checkServiceAccountToken(t, pod)
 	})
 
 	t.Run("a missing configMap fails the pod with FailedMount", func(t *testing.T) {
