@@ -2,6 +2,7 @@ package localcluster_test
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,7 @@ import (
 
 // upstreamManifest reads a manifest of the upstream Python client from the
 // module cache and fills its ${...} placeholders.
-func upstreamManifest(t *testing.T, file string, vars map[string]string, into any) {
+func upstreamManifest(t testing.TB, file string, vars map[string]string, into any) {
 	t.Helper()
 	dir, err := localcluster.ModuleDir(context.Background(), "sigs.k8s.io/agent-sandbox", localcluster.AgentSandboxVersion)
 	assert.NilError(t, err)
@@ -87,6 +88,24 @@ func TestVolumes(t *testing.T) {
 		claim := e.claim(t, "cold")
 		pod := e.readyPod(t, claim)
 		pvc, pv := e.checkWorkspace(t, claim, pod)
+
+		// The volume outlives its pod: the Sandbox's next pod gets the same one.
+		assert.NilError(t, os.WriteFile(filepath.Join(pv.Spec.Local.Path, "kept"), []byte("data"), 0o600))
+		assert.NilError(t, e.cs.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{}))
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			p := e.podOf(claim)
+			if p == nil || p.UID == pod.UID || p.Status.Phase != corev1.PodRunning {
+				return poll.Continue("waiting for a new running pod for claim %s", claim)
+			}
+			return poll.Success()
+		}, poll.WithTimeout(60*time.Second), poll.WithDelay(50*time.Millisecond))
+		pvc2, pv2 := e.checkWorkspace(t, claim, e.readyPod(t, claim))
+		assert.Check(t, is.Equal(pvc2.UID, pvc.UID))
+		assert.Check(t, is.Equal(pv2.Name, pv.Name))
+		data, err := os.ReadFile(filepath.Join(pv.Spec.Local.Path, "kept"))
+		assert.Check(t, err)
+		assert.Check(t, is.Equal(string(data), "data"))
+
 		e.deleteClaimAndVolume(t, claim, pvc, pv)
 	})
 
@@ -306,4 +325,42 @@ func (e *env) deleteClaimAndVolume(t *testing.T, claim string, pvc *corev1.Persi
 		return poll.Success()
 	}, poll.WithTimeout(60*time.Second), poll.WithDelay(50*time.Millisecond))
 	t.Logf("PVC %s, PV %s and its directory gone %s after the claim was deleted", pvc.Name, pv.Name, time.Since(start).Round(time.Millisecond))
+}
+
+// BenchmarkColdClaimReadyUpstreamTemplate measures SandboxClaim creation to
+// Ready=True for upstream's python-sandbox-template.yaml on a cold pool: each
+// claim's workspace PVC is provisioned and bound on the way (the scheduler
+// polls the binding once a second):
+// go test -bench UpstreamTemplate -benchtime 10x ./internal/localcluster
+func BenchmarkColdClaimReadyUpstreamTemplate(b *testing.B) {
+	ctx := context.Background()
+	c, err := localcluster.Start(ctx, localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Stop()
+	ext := extclient.NewForConfigOrDie(c.RESTConfig)
+	var tmpl extv1beta1.SandboxTemplate
+	upstreamManifest(b, "python-sandbox-template.yaml", map[string]string{"SANDBOX_TEMPLATE_NAME": "bench", "SANDBOX_NAMESPACE": ns}, &tmpl)
+	var pool extv1beta1.SandboxWarmPool
+	upstreamManifest(b, "python-sandbox-warmpool.yaml", map[string]string{
+		"SANDBOX_WARMPOOL_NAME": "bench", "SANDBOX_TEMPLATE_NAME": "bench", "SANDBOX_NAMESPACE": ns}, &pool)
+	if _, err := ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, &tmpl, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, &pool, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		d, name, err := claimReady(ctx, ext, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, d)
+		b.StopTimer()
+		_ = ext.ExtensionsV1beta1().SandboxClaims(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		b.StartTimer()
+	}
+	reportPercentiles(b, "ready", lat)
 }
