@@ -29,7 +29,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/dirprovisioner"
 	"github.com/agentsandbox/go-sandboxtest/internal/proc"
+	"github.com/agentsandbox/go-sandboxtest/internal/processnode"
 )
 
 // GatewayAPIVersion is the sigs.k8s.io/gateway-api version whose standard
@@ -88,6 +90,8 @@ type ControlPlane struct {
 	ports    []int           // every port handed to a component
 	stopOnce sync.Once
 	stopErr  error
+
+	volumes *dirprovisioner.Provisioner // PVs of StorageClass standard, under Dir/volumes
 }
 
 // Component names, also the log file names under Dir/logs.
@@ -140,7 +144,7 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 	}()
 
 	// Fresh state: certificates, etcd data and logs from an earlier run go.
-	for _, sub := range []string{"pki", "etcd", "logs"} {
+	for _, sub := range []string{"pki", "etcd", "logs", "volumes"} {
 		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
 			return nil, err
 		}
@@ -222,6 +226,16 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 		return nil, c.exitedErr("starting kube-scheduler", sched)
 	}
 	c.logf("kube-controller-manager ready in %s (default ServiceAccount created)", since(t))
+
+	// PVCs without a class get the default one, as on Kind.
+	if err := dirprovisioner.EnsureStorageClass(ctx, core); err != nil {
+		return nil, err
+	}
+	if c.volumes, err = dirprovisioner.Start(ctx, dirprovisioner.Config{
+		Client: core, Node: processnode.DefaultName, Dir: filepath.Join(dir, "volumes"), Log: c.log,
+	}); err != nil {
+		return nil, err
+	}
 
 	if err := c.startController(ctx); err != nil {
 		return nil, err
@@ -678,6 +692,9 @@ func logTail(p *proc.Process) string {
 func (c *ControlPlane) Stop() error {
 	c.stopOnce.Do(func() {
 		t := time.Now()
+		if c.volumes != nil {
+			c.volumes.Stop()
+		}
 		c.mu.Lock()
 		procs := append([]*proc.Process(nil), c.procs...)
 		c.mu.Unlock()

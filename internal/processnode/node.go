@@ -156,7 +156,10 @@ func describeNode(nd *corev1.Node, port int) {
 	res := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("64"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("1000"),
+		// Templates request ephemeral-storage (upstream's python template does);
+		// without it in allocatable the scheduler finds the node insufficient.
+		corev1.ResourceEphemeralStorage: resource.MustParse("1Ti"),
+		corev1.ResourcePods:             resource.MustParse("1000"),
 	}
 	nd.Status.Capacity, nd.Status.Allocatable = res, res
 	// No Hostname address: kube-apiserver prefers it and the node name does not resolve.

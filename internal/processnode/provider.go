@@ -43,7 +43,7 @@ func (p *Provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 }
 
 // CreatePod gives the pod an address and a folder and starts its containers.
-func (p *Provider) CreatePod(_ context.Context, pod *corev1.Pod) error {
+func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	key := podKey(pod.Namespace, pod.Name)
 	p.mu.Lock()
 	if _, ok := p.pods[key]; ok {
@@ -71,6 +71,11 @@ func (p *Provider) CreatePod(_ context.Context, pod *corev1.Pod) error {
 	for _, c := range pod.Spec.Containers {
 		if _, ok := p.runners.Lookup(c.Image); !ok {
 			r.failReason, r.failMsg = "NoRunner", fmt.Sprintf("container %s: %s", c.Name, p.runners.noRunnerMessage(c.Image))
+		}
+	}
+	if r.failReason == "" {
+		if _, err := p.prepareVolumes(ctx, pod, r.dir); err != nil {
+			r.failReason, r.failMsg = "FailedMount", err.Error()
 		}
 	}
 	if len(pod.Spec.InitContainers) > 0 {
