@@ -299,8 +299,8 @@ func (t *tunnel) service(ctx context.Context) (*corev1.Service, error) {
 	svc, err := t.cs.CoreV1().Services(t.o.Namespace).Get(ctx, t.o.Service, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("sandboxtest: %s not found in namespace %s; run: sandboxtest-setup deploy --namespace %s",
-			t.o.Service, t.o.Namespace, t.o.Namespace)
+		return nil, kube.RouterNotFound(fmt.Sprintf("sandboxtest: %s not found in namespace %s; run: sandboxtest-setup deploy --namespace %s",
+			t.o.Service, t.o.Namespace, t.o.Namespace))
 	case err != nil:
 		return nil, t.fail(ctx, "looking up service "+t.o.Service, err.Error(), err)
 	case len(svc.Spec.Selector) == 0:

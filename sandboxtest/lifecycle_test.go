@@ -2,6 +2,7 @@ package sandboxtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,6 +77,7 @@ func TestRouterMissing(t *testing.T) {
 	_, err = NewE(ctx, t, "python-sandbox-template", WithNamespace(ns))
 	assert.Check(t, is.ErrorContains(err, "sandbox-router-svc"))
 	assert.Check(t, is.ErrorContains(err, "sandboxtest-setup deploy --namespace "+ns))
+	assert.Check(t, errors.Is(err, ErrRouterNotFound), "%v", err)
 	t.Logf("router-missing error after %s: %v", time.Since(start).Round(time.Millisecond), err)
 	claims, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(ns).List(ctx, metav1.ListOptions{})
 	assert.NilError(t, err)
@@ -162,4 +164,64 @@ func TestUnschedulableFailsWithTheReason(t *testing.T) {
 	assert.Check(t, is.ErrorContains(err, "node(s) didn't match"))
 	assert.Check(t, took >= kube.UnschedulableGrace, "gave up after %s, before the grace period", took)
 	t.Logf("unschedulable sandbox failed after %s: %v", took.Round(100*time.Millisecond), err)
+}
+
+// ctxRecorder is a test whose context (t.Context in Go 1.24+) the test cancels.
+type ctxRecorder struct {
+	*recorder
+	ctx context.Context
+}
+
+func (r ctxRecorder) Context() context.Context { return r.ctx }
+
+func TestTestContextStopsCalls(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := ctxRecorder{recorder: &recorder{name: t.Name()}, ctx: ctx}
+	var sb *Sandbox
+	rec.run(func() { sb = New(rec, "python-sandbox-template") })
+	assert.Assert(t, sb != nil, rec.output())
+	t.Cleanup(func() {
+		for _, f := range rec.cleanups {
+			f()
+		}
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rec.run(func() { sb.Run("sleep 60") })
+	}()
+	time.Sleep(time.Second) // the command is running
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run went on after the test's context was cancelled")
+	}
+	assert.Check(t, rec.failed)
+	assert.Check(t, is.Contains(rec.output(), `running "sleep 60"`))
+	assert.Check(t, is.Contains(rec.output(), "context canceled"))
+
+	// A call made once the context is done (from a t.Cleanup function, after
+	// the test) runs under a context of its own.
+	rec.failed, rec.errors = false, nil
+	rec.run(func() { sb.RunOK("true") })
+	assert.Check(t, !rec.failed, rec.output())
+}
+
+func TestRunFailsWithTheCallTimeout(t *testing.T) {
+	t.Setenv("SANDBOXTEST_CALL_TIMEOUT", "1s")
+	rec := &recorder{name: t.Name()}
+	var sb *Sandbox
+	rec.run(func() { sb = New(rec, "python-sandbox-template") })
+	assert.Assert(t, sb != nil, rec.output())
+	t.Cleanup(func() {
+		for _, f := range rec.cleanups {
+			f()
+		}
+	})
+	rec.run(func() { sb.Run("sleep 20") })
+	assert.Check(t, rec.failed)
+	out := rec.output()
+	assert.Check(t, is.Contains(out, `running "sleep 20" in sandbox`))
+	assert.Check(t, is.Contains(out, "the call timeout of 1s ran out (SANDBOXTEST_CALL_TIMEOUT"))
 }

@@ -29,7 +29,7 @@ const (
 	observationsMax    = 50               // states seen while waiting
 	artifactOutputMax  = 1 << 20          // of each stream of each command in commands.txt
 	artifactsEnv       = "SANDBOXTEST_ARTIFACTS"
-	reportDisabledEnv  = "SANDBOXTEST_REPORT" // "0" turns the report off
+	reportDisabledEnv  = "SANDBOXTEST_REPORT" // false (0) turns the report off
 	reportHeaderPrefix = "sandboxtest: failure report for "
 )
 
@@ -90,7 +90,7 @@ type reportData struct {
 
 // failureReport gathers and logs the report, and writes the artifacts.
 func (sb *Sandbox) failureReport() {
-	if os.Getenv(reportDisabledEnv) == "0" {
+	if !envSwitch(reportDisabledEnv, true) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reportBudget)
