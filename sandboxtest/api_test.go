@@ -69,6 +69,7 @@ func TestDefaultCallTimeout(t *testing.T) {
 	assert.Check(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
 	assert.Check(t, is.ErrorContains(err, `running "sleep 30" in sandbox`))
 	assert.Check(t, is.ErrorContains(err, "the call timeout of 2s ran out (SANDBOXTEST_CALL_TIMEOUT"))
+	t.Logf("the error of a hung command: %v", err)
 	// WithCallTimeout overrides the default for one call.
 	sb.RunOK("true")
 	_, err = sb.RunE(context.Background(), "sleep 3", sandboxtest.WithCallTimeout(time.Minute))
@@ -96,10 +97,17 @@ func TestPodMetadataAndRequestTime(t *testing.T) {
 		sandboxtest.WithPodAnnotations(map[string]string{"example.com/note": "from the test"}))
 	c := clients(t)
 	ctx := context.Background()
-	pod, err := c.Core.CoreV1().Pods(sb.Namespace()).Get(ctx, sb.PodName(), metav1.GetOptions{})
-	assert.NilError(t, err)
-	assert.Check(t, is.Equal(pod.Labels["sandbox.users.io/team"], "qa"), "pod labels: %v", pod.Labels)
-	assert.Check(t, is.Equal(pod.Annotations["example.com/note"], "from the test"), "pod annotations: %v", pod.Annotations)
+	// A pod adopted from the warm pool gets them by an update, maybe just after Ready.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		pod, err := c.Core.CoreV1().Pods(sb.Namespace()).Get(ctx, sb.PodName(), metav1.GetOptions{})
+		switch {
+		case err != nil:
+			return poll.Error(err)
+		case pod.Labels["sandbox.users.io/team"] != "qa" || pod.Annotations["example.com/note"] != "from the test":
+			return poll.Continue("pod labels %v, annotations %v", pod.Labels, pod.Annotations)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(30*time.Second), poll.WithDelay(200*time.Millisecond))
 
 	claim, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(sb.Namespace()).Get(ctx, sb.ClaimName(), metav1.GetOptions{})
 	assert.NilError(t, err)
@@ -135,6 +143,7 @@ func TestTerminalReasonsFailNewAtOnce(t *testing.T) {
 			assert.Check(t, term.Claim != "" && term.Namespace == "default" && term.Template == template)
 			assert.Check(t, is.ErrorContains(err, "cannot become Ready"))
 			assert.Check(t, !errors.Is(err, context.DeadlineExceeded))
+			t.Logf("%v", err)
 		})
 	}
 }
@@ -185,6 +194,12 @@ func TestStatusAndDelete(t *testing.T) {
 	assert.Check(t, st.Ready && st.ClaimFound && st.SandboxFound, "%+v", st)
 	assert.Check(t, is.Equal(st.Reason, "DependenciesReady"))
 	assert.Check(t, hasCondition(st.Sandbox, "Ready", "True"), "%+v", st.Sandbox)
+	poll.WaitOn(t, func(poll.LogT) poll.Result { // the claim copies the Sandbox's Ready
+		if st := sb.Status(); !hasCondition(st.Claim, "Ready", "True") {
+			return poll.Continue("claim conditions %+v", st.Claim)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(30*time.Second), poll.WithDelay(100*time.Millisecond))
 
 	sb.Delete()
 	_, err := sb.RunE(context.Background(), "true")

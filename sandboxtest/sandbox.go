@@ -377,10 +377,11 @@ func (sb *Sandbox) DeleteE(ctx context.Context) error {
 
 // Status is what the cluster says of a sandbox, read by Sandbox.Status.
 type Status struct {
-	// Ready: the claim's Ready condition is True.
-	Ready bool
-	// Reason and Message of the claim's Ready condition, e.g.
-	// DependenciesReady, SandboxExpired; "" when the claim has none.
+	// Ready, Reason and Message are the Sandbox's Ready condition (what
+	// New waits for; the claim copies it a moment later), or the claim's
+	// when there is no Sandbox: e.g. Ready with DependenciesReady; not Ready
+	// with SandboxExpired, ClaimExpired, DependenciesNotReady.
+	Ready           bool
 	Reason, Message string
 	// ClaimFound and SandboxFound are false once the claim, or its Sandbox,
 	// is gone (after Delete, or the controller's deletion at shutdownTime).
@@ -416,7 +417,11 @@ func (sb *Sandbox) StatusE(ctx context.Context) (Status, error) {
 		return Status{}, errorf("status of %s: %w", sb, err)
 	}
 	st := Status{ClaimFound: ks.ClaimFound, SandboxFound: ks.SandboxFound, Claim: conditions(ks.Claim), Sandbox: conditions(ks.Sandbox)}
-	for _, c := range st.Claim {
+	from := st.Claim
+	if st.SandboxFound {
+		from = st.Sandbox
+	}
+	for _, c := range from {
 		if c.Type == "Ready" {
 			st.Ready, st.Reason, st.Message = c.Status == "True", c.Reason, c.Message
 		}
