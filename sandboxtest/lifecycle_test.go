@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
@@ -224,4 +225,36 @@ func TestRunFailsWithTheCallTimeout(t *testing.T) {
 	out := rec.output()
 	assert.Check(t, is.Contains(out, `running "sleep 20" in sandbox`))
 	assert.Check(t, is.Contains(out, "the call timeout of 1s ran out (SANDBOXTEST_CALL_TIMEOUT"))
+}
+
+func TestExpiredClaimFailsNewAtOnce(t *testing.T) {
+	c := testClients(t)
+	ctx := context.Background()
+	api := c.Extensions.ExtensionsV1beta1()
+	base, err := api.SandboxTemplates("default").Get(ctx, "python-sandbox-template", metav1.GetOptions{})
+	assert.NilError(t, err)
+	// A sandbox that never becomes Ready: its readiness probe asks a port nothing listens on.
+	name := fmt.Sprintf("never-ready-%d", time.Now().UnixNano()%100000)
+	tmpl := &extv1beta1.SandboxTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: *base.Spec.DeepCopy()}
+	probe := tmpl.Spec.PodTemplate.Spec.Containers[0].ReadinessProbe
+	assert.Assert(t, probe != nil && probe.HTTPGet != nil)
+	probe.HTTPGet.Port = intstr.FromInt32(9)
+	_, err = api.SandboxTemplates("default").Create(ctx, tmpl, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	t.Cleanup(func() {
+		_ = api.SandboxWarmPools("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = api.SandboxTemplates("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+
+	// recorder has no deadline: the claim's shutdownTime is now + the TTL.
+	rec := &recorder{name: t.Name()}
+	_, err = NewE(ctx, rec, name, WithTTL(3*time.Second), WithReadyTimeout(2*time.Minute))
+	for _, f := range rec.cleanups {
+		f()
+	}
+	var term *TerminalError
+	assert.Assert(t, errors.As(err, &term), "%v", err)
+	expired := map[string]bool{"ClaimExpired": true, "SandboxExpired": true, "ClaimDeleted": true}
+	assert.Check(t, expired[term.Reason], "reason %s: %v", term.Reason, err)
+	t.Logf("%v", err)
 }
