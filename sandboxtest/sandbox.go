@@ -116,7 +116,7 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	cancel()
 	if err != nil {
 		if timedOut && ctx.Err() == nil {
-			err = errorf("finding the warm pool for template %q in namespace %s: the API server at %s did not answer within 10s: %w", template, s.namespace, c.cfg.Host, err)
+			err = &deadlineError{fmt.Sprintf("sandboxtest: finding the warm pool for template %q in namespace %s: the API server at %s did not answer within 10s: %v", template, s.namespace, c.cfg.Host, err)}
 		} else {
 			err = errorf("%w", err)
 		}
