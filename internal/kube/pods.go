@@ -90,8 +90,20 @@ func ServerPort(spec *corev1.PodSpec) (c *corev1.Container, port corev1.Containe
 	if len(cs) == 0 {
 		return nil, corev1.ContainerPort{}, false
 	}
-	if len(cs[0].Ports) == 0 {
-		return &cs[0], corev1.ContainerPort{}, false
+	p, declared := ContainerServerPort(&cs[0])
+	return &cs[0], p, declared
+}
+
+// ContainerServerPort is ServerPort's rule within one container: its port
+// named "runtime", else its first port; declared is false when it has none.
+func ContainerServerPort(c *corev1.Container) (port corev1.ContainerPort, declared bool) {
+	for _, p := range c.Ports {
+		if p.Name == "runtime" {
+			return p, true
+		}
 	}
-	return &cs[0], cs[0].Ports[0], true
+	if len(c.Ports) == 0 {
+		return corev1.ContainerPort{}, false
+	}
+	return c.Ports[0], true
 }
