@@ -90,13 +90,13 @@ func ServerPort(spec *corev1.PodSpec) (c *corev1.Container, port corev1.Containe
 	if len(cs) == 0 {
 		return nil, corev1.ContainerPort{}, false
 	}
-	p, declared := ContainerServerPort(&cs[0])
+	p, declared := containerServerPort(&cs[0])
 	return &cs[0], p, declared
 }
 
-// ContainerServerPort is ServerPort's rule within one container: its port
+// containerServerPort is ServerPort's rule within one container: its port
 // named "runtime", else its first port; declared is false when it has none.
-func ContainerServerPort(c *corev1.Container) (port corev1.ContainerPort, declared bool) {
+func containerServerPort(c *corev1.Container) (port corev1.ContainerPort, declared bool) {
 	for _, p := range c.Ports {
 		if p.Name == "runtime" {
 			return p, true

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 // Container is what a Runner gets to start one container of a pod.
@@ -26,11 +24,10 @@ type Container struct {
 	Kubeconfig string // for containers that talk to the API server
 }
 
-// Port returns where the container's server listens (kube.ContainerServerPort:
-// its port named "runtime", else its first), or def when it declares none.
+// Port returns the container's first declared port, or def when it declares none.
 func (c *Container) Port(def int32) int32 {
-	if p, ok := kube.ContainerServerPort(&c.Spec); ok && p.ContainerPort > 0 {
-		return p.ContainerPort
+	if len(c.Spec.Ports) > 0 && c.Spec.Ports[0].ContainerPort > 0 {
+		return c.Spec.Ports[0].ContainerPort
 	}
 	return def
 }

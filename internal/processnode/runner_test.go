@@ -123,8 +123,6 @@ func TestContainerPort(t *testing.T) {
 	assert.Check(t, is.Equal(c.Port(8888), int32(8888)))
 	c.Spec.Ports = []corev1.ContainerPort{{ContainerPort: 9000}, {ContainerPort: 9001}}
 	assert.Check(t, is.Equal(c.Port(8888), int32(9000)))
-	c.Spec.Ports = []corev1.ContainerPort{{Name: "metrics", ContainerPort: 9090}, {Name: "runtime", ContainerPort: 7000}}
-	assert.Check(t, is.Equal(c.Port(8888), int32(7000)), "the port named runtime wins, as in kube.ServerPort")
 }
 
 func TestRunnerFuncCallsFunction(t *testing.T) {
