@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/envflag"
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
@@ -224,7 +225,7 @@ func Choose(ctx context.Context, cfg *rest.Config, o AutoOptions) (Choice, Targe
 	if kind == kube.ClusterKindKind {
 		return tunnel("Kind cluster: " + why)
 	}
-	ci := ciSet(env(EnvCI))
+	ci := envflag.IsCI(env(EnvCI))
 	ciNote := EnvCI + " is not set"
 	if ci {
 		gw, err := gatewayClient(cfg, o)
@@ -313,14 +314,11 @@ func splitGateway(s, defaultNS string) (string, string, error) {
 	return "", "", fmt.Errorf("sandboxtest: %s=%q is not [namespace/]name, e.g. %s=default/sandbox-gateway", EnvGateway, s, EnvGateway)
 }
 
-// InCI reports whether the CI variable says this is a CI run: set, and not
-// "false", "0" or "no". Every part of sandboxtest reads CI this way.
-func InCI() bool { return ciSet(os.Getenv(EnvCI)) }
-
-func ciSet(v string) bool {
-	v = strings.ToLower(strings.TrimSpace(v))
-	return v != "" && v != "false" && v != "0" && v != "no"
-}
+// InCI reports whether the CI variable says this is a CI run: a true
+// boolean (strconv.ParseBool), or a value that is no boolean at all, as
+// some CI systems set it to their name. Every part of sandboxtest reads CI
+// this way.
+func InCI() bool { return envflag.CI() }
 
 // labelledGateways names the Gateways in ns labelled kube.LabelGateway (not "false"), sorted.
 func labelledGateways(ctx context.Context, gw gwclient.Interface, ns string) ([]string, error) {

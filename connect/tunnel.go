@@ -637,12 +637,7 @@ func (t *tunnel) follow(w watch.Interface, done <-chan struct{}, pod *corev1.Pod
 
 // ErrRouterNotFound matches (errors.Is) the error of a connection that
 // finds no router Service where it looks.
-var ErrRouterNotFound = errors.New("sandboxtest: router Service not found")
-
-type routerNotFoundError struct{ msg string }
-
-func (e *routerNotFoundError) Error() string        { return e.msg }
-func (e *routerNotFoundError) Is(target error) bool { return target == ErrRouterNotFound }
+var ErrRouterNotFound = kube.ErrRouterNotFound
 
 // routerMissing words a missing router Service: where it was looked for,
 // where the sandboxes are, where a Service of that name exists instead,
@@ -653,12 +648,12 @@ func routerMissing(ctx context.Context, cs kubernetes.Interface, o TunnelOptions
 		other = fmt.Sprintf(", or use the %s in namespace %s: %s=%s", o.Service, strings.Join(ns, " or "), EnvRouterNamespace, ns[0])
 	}
 	if o.Namespace == o.SandboxNamespace {
-		return &routerNotFoundError{fmt.Sprintf("sandboxtest: %s not found in namespace %s; run: sandboxtest-setup deploy --namespace %s%s",
-			o.Service, o.Namespace, o.Namespace, other)}
+		return kube.RouterNotFound(fmt.Sprintf("sandboxtest: %s not found in namespace %s; run: sandboxtest-setup deploy --namespace %s%s",
+			o.Service, o.Namespace, o.Namespace, other))
 	}
-	return &routerNotFoundError{fmt.Sprintf("sandboxtest: %s not found in the router namespace %s (the sandboxes are in namespace %s); "+
+	return kube.RouterNotFound(fmt.Sprintf("sandboxtest: %s not found in the router namespace %s (the sandboxes are in namespace %s); "+
 		"deploy it there: sandboxtest-setup deploy --namespace %s --router-namespace %s%s",
-		o.Service, o.Namespace, o.SandboxNamespace, o.SandboxNamespace, o.Namespace, other)}
+		o.Service, o.Namespace, o.SandboxNamespace, o.SandboxNamespace, o.Namespace, other))
 }
 
 // servicesNamed lists, sorted, the namespaces holding a Service of that

@@ -1,7 +1,6 @@
 package sandboxtest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,7 @@ import (
 // AssertFile fails t unless path holds exactly want.
 func (sb *Sandbox) AssertFile(t TestingT, path, want string) {
 	t.Helper()
-	got, err := sb.ReadFileE(context.Background(), path)
+	got, err := sb.ReadFileE(sb.testContext(), path)
 	if err != nil {
 		fatalf(t, "%v", err)
 		return
@@ -27,7 +26,7 @@ func (sb *Sandbox) AssertFile(t TestingT, path, want string) {
 // AssertFileContains fails t unless path contains substr.
 func (sb *Sandbox) AssertFileContains(t TestingT, path, substr string) {
 	t.Helper()
-	got, err := sb.ReadFileE(context.Background(), path)
+	got, err := sb.ReadFileE(sb.testContext(), path)
 	if err != nil {
 		fatalf(t, "%v", err)
 		return
@@ -40,7 +39,7 @@ func (sb *Sandbox) AssertFileContains(t TestingT, path, substr string) {
 // AssertNoFile fails t if path exists.
 func (sb *Sandbox) AssertNoFile(t TestingT, path string) {
 	t.Helper()
-	ok, err := sb.ExistsE(context.Background(), path)
+	ok, err := sb.ExistsE(sb.testContext(), path)
 	if err != nil {
 		fatalf(t, "%v", err)
 		return

@@ -1,9 +1,6 @@
 package sandboxtest
 
-import (
-	"flag"
-	"os"
-)
+import "flag"
 
 // Flags live under the sandboxtest. prefix so they never clash with a
 // suite's own -update or -keep.
@@ -22,5 +19,5 @@ func keepFlagOrEnv() Keep {
 }
 
 func updateGolden() bool {
-	return *flagUpdate || os.Getenv("SANDBOXTEST_UPDATE") == "1"
+	return *flagUpdate || envSwitch("SANDBOXTEST_UPDATE", false)
 }

@@ -17,7 +17,7 @@ import (
 // Config is where and how New provisions for a set of options. fixtures
 // read it to look at a template in the cluster before asking for a sandbox.
 type Config struct {
-	REST         *rest.Config // WithRestConfig, else the kubeconfig ($KUBECONFIG, ~/.kube/config)
+	REST         *rest.Config // WithRESTConfig, else the kubeconfig ($KUBECONFIG, ~/.kube/config)
 	Namespace    string
 	ServerPort   int // 0: the template decides (see WithServerPort)
 	ReadyTimeout time.Duration
@@ -54,9 +54,8 @@ func SkipOrFail(t TB, err error) {
 
 // detachedState is what a detached sandbox carries besides the Sandbox.
 type detachedState struct {
-	mu       sync.Mutex
-	cleanups []func() // what provisioning registered (the claim's deletion first among them), run by Delete
-	expires  time.Time
+	mu      sync.Mutex
+	expires time.Time // the claim's shutdownTime
 }
 
 var (
@@ -71,7 +70,8 @@ func detachedOf(sb *Sandbox) *detachedState {
 }
 
 // collectingTB is the TB a detached sandbox is provisioned with: it forwards
-// to the test, but keeps the cleanups for Delete instead of t.Cleanup.
+// to the test, but keeps the cleanups (the sandbox's end) instead of
+// registering them with t.Cleanup.
 type collectingTB struct {
 	TB
 	mu       sync.Mutex
@@ -94,17 +94,11 @@ func (c *collectingTB) take() []func() {
 	return out
 }
 
-func runCleanups(fs []func()) {
-	for i := len(fs) - 1; i >= 0; i-- {
-		fs[i]()
-	}
-}
-
 // NewDetached provisions a sandbox like New, except that its lifetime is
 // not t's: it survives t until Delete. Its claim's shutdownTime is t's
 // deadline (the test binary's -timeout) plus a grace period, else now +
 // the TTL, so the controller deletes it if the process never does. Until
-// Attach binds it to another test, it reports to t.
+// Attach binds it to another test, it reports to t. Delete ends it.
 func NewDetached(t TB, template string, opts ...Option) *Sandbox {
 	t.Helper()
 	sb, err := NewDetachedE(context.Background(), t, template, opts...)
@@ -132,7 +126,8 @@ func NewDetachedE(ctx context.Context, t TB, template string, opts ...Option) (*
 		return nil, err
 	}
 	sb.t = t
-	st := &detachedState{cleanups: col.take(), expires: expires}
+	col.take() // the sandbox's end, which Delete runs
+	st := &detachedState{expires: expires}
 	detachedMu.Lock()
 	detached[sb] = st
 	detachedMu.Unlock()
@@ -178,30 +173,9 @@ func (sb *Sandbox) Attach(t TB) {
 }
 
 // Detach binds a detached sandbox to no test while it waits for the next:
-// its logs are dropped and its errors go to stderr.
+// its logs are dropped and its errors go to stderr. Deleting it then
+// (DeleteE) applies no keep policy of a failed test.
 func (sb *Sandbox) Detach() { sb.t = noTest{name: "detached " + sb.claim} }
-
-// Delete deletes a detached sandbox now, reporting to t, whose keep policy
-// applies (with -sandboxtest.keep=onfailure a failed t keeps it). It runs
-// what provisioning registered for the end of the sandbox, once; a second
-// Delete does nothing. A sandbox from New is deleted by its test's cleanup,
-// so Delete leaves it alone.
-func (sb *Sandbox) Delete(t TB) {
-	t.Helper()
-	detachedMu.Lock()
-	st := detached[sb]
-	delete(detached, sb)
-	detachedMu.Unlock()
-	if st == nil {
-		return
-	}
-	sb.t = t
-	st.mu.Lock()
-	fs := st.cleanups
-	st.cleanups = nil
-	st.mu.Unlock()
-	runCleanups(fs)
-}
 
 // Connection says how this process reaches the router, and why that way.
 func (sb *Sandbox) Connection() string {

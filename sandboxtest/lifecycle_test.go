@@ -2,6 +2,7 @@ package sandboxtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
@@ -76,6 +78,7 @@ func TestRouterMissing(t *testing.T) {
 	_, err = NewE(ctx, t, "python-sandbox-template", WithNamespace(ns))
 	assert.Check(t, is.ErrorContains(err, "sandbox-router-svc"))
 	assert.Check(t, is.ErrorContains(err, "sandboxtest-setup deploy --namespace "+ns))
+	assert.Check(t, errors.Is(err, ErrRouterNotFound), "%v", err)
 	t.Logf("router-missing error after %s: %v", time.Since(start).Round(time.Millisecond), err)
 	claims, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(ns).List(ctx, metav1.ListOptions{})
 	assert.NilError(t, err)
@@ -162,4 +165,96 @@ func TestUnschedulableFailsWithTheReason(t *testing.T) {
 	assert.Check(t, is.ErrorContains(err, "node(s) didn't match"))
 	assert.Check(t, took >= kube.UnschedulableGrace, "gave up after %s, before the grace period", took)
 	t.Logf("unschedulable sandbox failed after %s: %v", took.Round(100*time.Millisecond), err)
+}
+
+// ctxRecorder is a test whose context (t.Context in Go 1.24+) the test cancels.
+type ctxRecorder struct {
+	*recorder
+	ctx context.Context
+}
+
+func (r ctxRecorder) Context() context.Context { return r.ctx }
+
+func TestTestContextStopsCalls(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := ctxRecorder{recorder: &recorder{name: t.Name()}, ctx: ctx}
+	var sb *Sandbox
+	rec.run(func() { sb = New(rec, "python-sandbox-template") })
+	assert.Assert(t, sb != nil, rec.output())
+	t.Cleanup(func() {
+		for _, f := range rec.cleanups {
+			f()
+		}
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rec.run(func() { sb.Run("sleep 60") })
+	}()
+	time.Sleep(time.Second) // the command is running
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run went on after the test's context was cancelled")
+	}
+	assert.Check(t, rec.failed)
+	assert.Check(t, is.Contains(rec.output(), `running "sleep 60"`))
+	assert.Check(t, is.Contains(rec.output(), "context canceled"))
+
+	// A call made once the context is done (from a t.Cleanup function, after
+	// the test) runs under a context of its own.
+	rec.failed, rec.errors = false, nil
+	rec.run(func() { sb.RunOK("true") })
+	assert.Check(t, !rec.failed, rec.output())
+}
+
+func TestRunFailsWithTheCallTimeout(t *testing.T) {
+	t.Setenv("SANDBOXTEST_CALL_TIMEOUT", "1s")
+	rec := &recorder{name: t.Name()}
+	var sb *Sandbox
+	rec.run(func() { sb = New(rec, "python-sandbox-template") })
+	assert.Assert(t, sb != nil, rec.output())
+	t.Cleanup(func() {
+		for _, f := range rec.cleanups {
+			f()
+		}
+	})
+	rec.run(func() { sb.Run("sleep 20") })
+	assert.Check(t, rec.failed)
+	out := rec.output()
+	assert.Check(t, is.Contains(out, `running "sleep 20" in sandbox`))
+	assert.Check(t, is.Contains(out, "the call timeout of 1s ran out (SANDBOXTEST_CALL_TIMEOUT"))
+}
+
+func TestExpiredClaimFailsNewAtOnce(t *testing.T) {
+	c := testClients(t)
+	ctx := context.Background()
+	api := c.Extensions.ExtensionsV1beta1()
+	base, err := api.SandboxTemplates("default").Get(ctx, "python-sandbox-template", metav1.GetOptions{})
+	assert.NilError(t, err)
+	// A sandbox that never becomes Ready: its readiness probe asks a port nothing listens on.
+	name := fmt.Sprintf("never-ready-%d", time.Now().UnixNano()%100000)
+	tmpl := &extv1beta1.SandboxTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: *base.Spec.DeepCopy()}
+	probe := tmpl.Spec.PodTemplate.Spec.Containers[0].ReadinessProbe
+	assert.Assert(t, probe != nil && probe.HTTPGet != nil)
+	probe.HTTPGet.Port = intstr.FromInt32(9)
+	_, err = api.SandboxTemplates("default").Create(ctx, tmpl, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	t.Cleanup(func() {
+		_ = api.SandboxWarmPools("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = api.SandboxTemplates("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+
+	// recorder has no deadline: the claim's shutdownTime is now + the TTL.
+	rec := &recorder{name: t.Name()}
+	_, err = NewE(ctx, rec, name, WithTTL(3*time.Second), WithReadyTimeout(2*time.Minute))
+	for _, f := range rec.cleanups {
+		f()
+	}
+	var term *TerminalError
+	assert.Assert(t, errors.As(err, &term), "%v", err)
+	expired := map[string]bool{"ClaimExpired": true, "SandboxExpired": true, "ClaimDeleted": true}
+	assert.Check(t, expired[term.Reason], "reason %s: %v", term.Reason, err)
+	t.Logf("%v", err)
 }

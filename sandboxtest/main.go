@@ -15,6 +15,7 @@ import (
 	templates "github.com/agentsandbox/go-sandboxtest"
 	"github.com/agentsandbox/go-sandboxtest/connect"
 	"github.com/agentsandbox/go-sandboxtest/internal/deploy"
+	"github.com/agentsandbox/go-sandboxtest/internal/envflag"
 	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
@@ -112,22 +113,15 @@ func tracingWanted() bool {
 	if *flagTrace {
 		return true
 	}
-	switch strings.ToLower(os.Getenv("SANDBOXTEST_TRACING")) {
-	case "1", "true", "yes":
-		return true
-	}
-	return false
+	return envSwitch("SANDBOXTEST_TRACING", false)
 }
 
 func wantLocal(s mainSettings) bool {
 	if s.local != nil {
 		return *s.local
 	}
-	switch os.Getenv("SANDBOXTEST_LOCAL") {
-	case "1", "true":
-		return true
-	case "0", "false":
-		return false
+	if v, err := envflag.Bool("SANDBOXTEST_LOCAL", false); err == nil && strings.TrimSpace(os.Getenv("SANDBOXTEST_LOCAL")) != "" {
+		return v
 	}
 	return !kubeconfigConfigured() && !connect.InCI()
 }

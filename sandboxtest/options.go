@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/envflag"
 )
 
 // Defaults for what Options and SANDBOXTEST_* variables do not set.
@@ -15,6 +18,7 @@ const (
 	DefaultReadyTimeout = 3 * time.Minute
 	DefaultTTL          = 30 * time.Minute
 	DefaultServerPort   = 8888
+	DefaultCallTimeout  = 5 * time.Minute
 	// shutdownGrace is added to the test's deadline for the claim's
 	// shutdownTime, so the controller never deletes a sandbox a test still uses.
 	shutdownGrace = 5 * time.Minute
@@ -39,9 +43,13 @@ type settings struct {
 	restConfig   *rest.Config
 	labels       map[string]string
 
-	routerNamespace string          // "" means namespace
-	gatewayTimeout  time.Duration   // 0: connect's default or $SANDBOXTEST_GATEWAY_TIMEOUT
-	transport       *http.Transport // nil: the runtime client's own
+	routerNamespace           string          // "" means namespace
+	gatewayTimeout            time.Duration   // 0: connect's default or $SANDBOXTEST_GATEWAY_TIMEOUT
+	transport                 *http.Transport // nil: the runtime client's own
+	podLabels, podAnnotations map[string]string
+	volumeClaimTemplates      []sandboxv1beta1.PersistentVolumeClaimTemplate
+	callTimeout               time.Duration // of each call to the sandbox without WithCallTimeout
+	callTimeoutSource         string        // where callTimeout came from, for the timeout's message
 }
 
 // Option configures New.
@@ -68,8 +76,8 @@ func WithServerPort(port int) Option { return func(s *settings) { s.serverPort =
 // WithKeep keeps the sandbox after the test (default: -sandboxtest.keep, $SANDBOXTEST_KEEP, else never).
 func WithKeep(k Keep) Option { return func(s *settings) { s.keep = k } }
 
-// WithRestConfig uses cfg instead of the kubeconfig ($KUBECONFIG, ~/.kube/config).
-func WithRestConfig(cfg *rest.Config) Option { return func(s *settings) { s.restConfig = cfg } }
+// WithRESTConfig uses cfg instead of the kubeconfig ($KUBECONFIG, ~/.kube/config).
+func WithRESTConfig(cfg *rest.Config) Option { return func(s *settings) { s.restConfig = cfg } }
 
 // WithLabels adds labels to the SandboxClaim.
 func WithLabels(l map[string]string) Option {
@@ -104,6 +112,59 @@ func (s *settings) routerNS() string {
 	return s.namespace
 }
 
+// WithPodLabels adds labels to the sandbox's pod (the claim's
+// spec.additionalPodMetadata). The controller accepts only keys under its
+// allowed label domains (by default sandbox.users.io, e.g.
+// "sandbox.users.io/team"); any other makes New fail with a
+// *TerminalError of Reason InvalidMetadata.
+func WithPodLabels(l map[string]string) Option {
+	return func(s *settings) {
+		if s.podLabels == nil {
+			s.podLabels = map[string]string{}
+		}
+		for k, v := range l {
+			s.podLabels[k] = v
+		}
+	}
+}
+
+// WithPodAnnotations adds annotations to the sandbox's pod (the claim's
+// spec.additionalPodMetadata). Keys under kubernetes.io, k8s.io and
+// agents.x-k8s.io are refused by the controller: New fails with a
+// *TerminalError of Reason InvalidMetadata.
+func WithPodAnnotations(a map[string]string) Option {
+	return func(s *settings) {
+		if s.podAnnotations == nil {
+			s.podAnnotations = map[string]string{}
+		}
+		for k, v := range a {
+			s.podAnnotations[k] = v
+		}
+	}
+}
+
+// WithVolumeClaimTemplates gives the sandbox persistent volumes (the
+// claim's spec.volumeClaimTemplates): for each template the controller
+// creates the PVC <name>-<sandbox> and adds it to the pod as the volume
+// <name>, which the template's container mounts with a volumeMount of that
+// name. The SandboxTemplate must allow it (volumeClaimTemplatesPolicy
+// Allowed or Overrides), else New fails with a *TerminalError of Reason
+// VolumeClaimTemplatesError; the cluster needs a StorageClass that binds
+// the PVCs. Such a claim always starts cold.
+func WithVolumeClaimTemplates(templates ...sandboxv1beta1.PersistentVolumeClaimTemplate) Option {
+	return func(s *settings) { s.volumeClaimTemplates = append(s.volumeClaimTemplates, templates...) }
+}
+
+// Environment switches sandboxtest reads, all with strconv.ParseBool's syntax.
+var boolSwitches = []string{"SANDBOXTEST_REQUIRE", "SANDBOXTEST_QUIET", "SANDBOXTEST_UPDATE", "SANDBOXTEST_TRACING", "SANDBOXTEST_LOCAL", "SANDBOXTEST_REPORT"}
+
+// envSwitch reads a boolean switch; a value that is not a boolean counts as
+// def here, and New reports it (newSettings).
+func envSwitch(name string, def bool) bool {
+	v, _ := envflag.Bool(name, def)
+	return v
+}
+
 func newSettings(opts []Option) (*settings, error) {
 	s := &settings{
 		namespace:    envOr("SANDBOXTEST_NAMESPACE", DefaultNamespace),
@@ -120,6 +181,18 @@ func newSettings(opts []Option) (*settings, error) {
 	}
 	if s.ttl, err = envDuration("SANDBOXTEST_TTL", DefaultTTL); err != nil {
 		return nil, err
+	}
+	if s.callTimeout, err = envDuration("SANDBOXTEST_CALL_TIMEOUT", DefaultCallTimeout); err != nil {
+		return nil, err
+	}
+	s.callTimeoutSource = "the default; set SANDBOXTEST_CALL_TIMEOUT, or WithCallTimeout for one call"
+	if os.Getenv("SANDBOXTEST_CALL_TIMEOUT") != "" {
+		s.callTimeoutSource = "SANDBOXTEST_CALL_TIMEOUT; WithCallTimeout sets it for one call"
+	}
+	for _, name := range boolSwitches {
+		if _, err := envflag.Bool(name, false); err != nil {
+			return nil, errorf("%v", err)
+		}
 	}
 	for _, o := range opts {
 		o(s)

@@ -14,11 +14,7 @@ func Quiet() bool {
 	if *flagQuiet {
 		return true
 	}
-	switch strings.ToLower(os.Getenv("SANDBOXTEST_QUIET")) {
-	case "1", "true", "yes":
-		return true
-	}
-	return false
+	return envSwitch("SANDBOXTEST_QUIET", false)
 }
 
 // progressf logs a routine line through t, unless Quiet.

@@ -18,7 +18,7 @@ import (
 
 const (
 	reportBudget      = 30 * time.Second     // all gathering, each call bounded by kube.DefaultCallTimeout
-	reportDisabledEnv = "SANDBOXTEST_REPORT" // "0" turns the report off
+	reportDisabledEnv = "SANDBOXTEST_REPORT" // false (0) turns the report off
 )
 
 // record remembers a call for the report and, for a command, counts it
@@ -35,7 +35,7 @@ func (sb *Sandbox) record(op report.Op) {
 
 // failureReport gathers and logs the report, and writes the artifacts.
 func (sb *Sandbox) failureReport() {
-	if os.Getenv(reportDisabledEnv) == "0" {
+	if !envSwitch(reportDisabledEnv, true) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reportBudget)

@@ -2,6 +2,7 @@ package sandboxtest
 
 import (
 	"fmt"
+	"github.com/agentsandbox/go-sandboxtest/internal/runtimeserver"
 	"strings"
 	"testing"
 	"time"
@@ -96,8 +97,14 @@ func TestLabelValue(t *testing.T) {
 	assert.Check(t, is.Equal(labelValue("Test/_-"), "Test"))
 }
 
-func TestShellQuote(t *testing.T) {
-	assert.Check(t, is.Equal(shellQuote("it's a dir"), `'it'\''s a dir'`))
+func TestQuoteArgsRoundTrip(t *testing.T) {
+	argv := []string{"python3", "-c", "print('x')", "a b", "it's", "", "$HOME", `back\slash`, "tab\there", "new\nline", `"dq"`, "ü", "--flag=a,b:c/d@e%f+g", "*", ";", "a\\"}
+	assert.Check(t, is.Equal(quoteArgs([]string{"ls", "-la", "a/b.txt"}), "ls -la a/b.txt"))
+	assert.Check(t, is.Equal(quoteArg("it's a dir"), `'it'"'"'s a dir'`))
+	// The local runtime splits as Python's shlex.split does.
+	got, err := runtimeserver.SplitCommand(quoteArgs(argv))
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(got, argv))
 }
 
 func TestNoClusterSkipsOrFails(t *testing.T) {

@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/agentsandbox/go-sandboxtest/connect"
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
@@ -50,6 +51,10 @@ type Sandbox struct {
 	sum     *summary.Entry // its line in the run summary
 	created time.Time      // when New was called
 
+	deleted atomic.Bool // Delete (or the test's end) has begun: calls fail with ErrDeleted
+	endOnce sync.Once   // the end runs once, from Delete or the test's cleanup
+	endErr  error
+
 	mu      sync.Mutex
 	history []Result     // recent commands, newest last
 	trail   report.Trail // recent calls of any kind and states seen while waiting, for the failure report
@@ -60,7 +65,7 @@ type Sandbox struct {
 // cluster is reachable unless CI or SANDBOXTEST_REQUIRE=1 is set.
 func New(t TB, template string, opts ...Option) *Sandbox {
 	t.Helper()
-	sb, err := NewE(context.Background(), t, template, opts...)
+	sb, err := NewE(testContext(t), t, template, opts...)
 	if err != nil {
 		var u *UnavailableError
 		if errors.As(err, &u) && !requireCluster() {
@@ -73,7 +78,7 @@ func New(t TB, template string, opts ...Option) *Sandbox {
 
 // requireCluster says whether an unreachable cluster fails tests instead of skipping them.
 func requireCluster() bool {
-	return connect.InCI() || os.Getenv("SANDBOXTEST_REQUIRE") == "1"
+	return connect.InCI() || envSwitch("SANDBOXTEST_REQUIRE", false)
 }
 
 // NewE is New returning an error instead of failing t. t is still used for
@@ -112,7 +117,7 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	cancel()
 	if err != nil {
 		if timedOut && ctx.Err() == nil {
-			err = errorf("finding the warm pool for template %q in namespace %s: the API server at %s did not answer within 10s: %w", template, s.namespace, c.cfg.Host, err)
+			err = &deadlineError{fmt.Sprintf("sandboxtest: finding the warm pool for template %q in namespace %s: the API server at %s did not answer within 10s: %v", template, s.namespace, c.cfg.Host, err)}
 		} else {
 			err = errorf("%w", err)
 		}
@@ -128,7 +133,8 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	cspan.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
 	sb.span.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
 	sb.sum.Update(func(x *summary.Sandbox) { x.Pool = sb.pool.Name })
-	annotations := map[string]string{kube.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339)}
+	// As upstream's clients: when the client first asked, for the controller's startup-latency metric.
+	annotations := map[string]string{kube.AnnotationClientFirstRequestedAt: start.UTC().Format(time.RFC3339Nano)}
 	if tc := tracing.TraceContextJSON(cctx); tc != "" {
 		annotations[tracing.TraceContextAnnotation] = tc // the controller's spans join this trace
 	}
@@ -144,6 +150,8 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 		Namespace: s.namespace, Pool: sb.pool.Name, Labels: labels,
 		Annotations:  annotations,
 		ShutdownTime: shutdownTime(t, s.ttl),
+		PodLabels:    s.podLabels, PodAnnotations: s.podAnnotations,
+		VolumeClaimTemplates: s.volumeClaimTemplates,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -260,31 +268,50 @@ func (sb *Sandbox) waitReadyWithin(ctx context.Context, timeout time.Duration) (
 	hint := fmt.Sprintf("look: kubectl -n %s describe sandboxclaim %s", sb.s.namespace, sb.claim)
 	var term *kube.TerminalError
 	if errors.As(err, &term) {
-		return ready, errorf("sandbox for template %q (claim %s/%s) cannot become Ready (after %s): %w; %s", sb.template, sb.s.namespace, sb.claim, waited, err, hint)
+		return ready, &TerminalError{Reason: term.Reason, Message: term.Message, Namespace: sb.s.namespace, Claim: sb.claim, Template: sb.template,
+			msg: fmt.Sprintf("sandboxtest: sandbox for template %q (claim %s/%s) cannot become Ready (after %s): %v; %s", sb.template, sb.s.namespace, sb.claim, waited, err, hint)}
 	}
 	var we *kube.WaitError
 	if errors.As(err, &we) && errors.Is(err, context.DeadlineExceeded) {
-		return ready, errorf("sandbox for template %q (claim %s/%s) not Ready after %s: %s; last state: %s; %s", sb.template, sb.s.namespace, sb.claim, waited, limit, we.State, hint)
+		return ready, &deadlineError{fmt.Sprintf("sandboxtest: sandbox for template %q (claim %s/%s) not Ready after %s: %s; last state: %s; %s", sb.template, sb.s.namespace, sb.claim, waited, limit, we.State, hint)}
 	}
 	return ready, errorf("waiting for claim %s/%s after %s: %w", sb.s.namespace, sb.claim, waited, err)
 }
 
-// cleanup writes the failure report when the test failed, then deletes
-// the claim, or keeps it when asked to, and ends the lifecycle span.
+// cleanup is the end of the sandbox registered with t.Cleanup; after
+// Delete it does nothing.
 func (sb *Sandbox) cleanup() {
+	if err, first := sb.finish(); first && err != nil {
+		sb.t.Errorf("%v", err)
+	}
+}
+
+// finish ends the sandbox once; first says whether this call did it.
+func (sb *Sandbox) finish() (err error, first bool) {
+	sb.endOnce.Do(func() {
+		first = true
+		sb.deleted.Store(true)
+		sb.endErr = sb.end()
+	})
+	return sb.endErr, first
+}
+
+// end writes the failure report when the test failed, then deletes the
+// claim, or keeps it when asked to, and ends the lifecycle span.
+func (sb *Sandbox) end() (err error) {
 	ns, claim := sb.s.namespace, sb.claim
 	failed := sb.t.Failed()
 	if failed {
 		sb.failureReport() // before the deletion takes the objects away
 	}
 	keep := sb.s.keep == KeepAlways || (sb.s.keep == KeepOnFailure && failed)
-	var err error
 	defer func() {
 		sb.span.SetAttributes(tracing.AttrKept.Bool(keep))
-		if err == nil && failed {
-			err = errors.New("the test failed")
+		spanErr := err
+		if spanErr == nil && failed {
+			spanErr = errors.New("the test failed")
 		}
-		endSpan(sb.span, err)
+		endSpan(sb.span, spanErr)
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
@@ -300,7 +327,7 @@ func (sb *Sandbox) cleanup() {
 		sb.t.Logf("sandboxtest: kept sandbox %s/%s until %s; to look at it:\n"+
 			"  kubectl -n %s exec -it %s -- sh\n  kubectl -n %s logs %s\n  kubectl -n %s delete sandboxclaim %s",
 			ns, claim, until.Format(time.TimeOnly), ns, pod, ns, pod, ns, claim)
-		return
+		return nil
 	}
 	start := time.Now()
 	dctx, span := sb.startOp(ctx, tracing.SpanDeleteClaim, tracing.AttrClaimName.String(claim))
@@ -313,11 +340,116 @@ func (sb *Sandbox) cleanup() {
 			left := sb.c.clients.DescribeLeftovers(lctx, ns, sb.ready.SandboxName, sb.ready.PodName, kube.DefaultCallTimeout)
 			lcancel()
 			what = fmt.Sprintf("its Sandbox %s was not gone %s after the claim's deletion (%s)", sb.ready.SandboxName, cleanupTimeout, left)
+			err = &deadlineError{what}
 		}
-		sb.t.Errorf("sandboxtest: cleanup of claim %s/%s: %s (the controller deletes it at its shutdownTime; or: sandboxtest-setup gc --run-id %s)", ns, claim, what, RunID())
-		return
+		return errorf("deleting claim %s/%s: %s (the controller deletes it at its shutdownTime; or: sandboxtest-setup gc --run-id %s): %w", ns, claim, what, RunID(), err)
 	}
 	progressf(sb.t, "sandboxtest: deleted claim %s/%s in %s", ns, claim, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Delete ends the sandbox now, as the end of its test would: the failure
+// report if the test has failed, then the claim's deletion, waiting (up to
+// 30s) until its Sandbox is gone; the keep policy (WithKeep) applies.
+// Later calls to the sandbox fail with ErrDeleted; a second Delete, and
+// the test's cleanup, do nothing. It fails the test if the deletion fails.
+// On a sandbox from NewDetached it also ends the detachment.
+func (sb *Sandbox) Delete() {
+	sb.t.Helper()
+	if err := sb.DeleteE(sb.testContext()); err != nil {
+		sb.t.Fatalf("%v", err)
+	}
+}
+
+// DeleteE is Delete returning the deletion's error (the same on every
+// call). A ctx already done deletes nothing and returns its error; once
+// begun, the deletion is bounded by its own 30s, not by ctx, so that
+// nothing is left half deleted.
+func (sb *Sandbox) DeleteE(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return errorf("deleting %s: %w (nothing deleted)", sb, err)
+	}
+	detachedMu.Lock()
+	delete(detached, sb)
+	detachedMu.Unlock()
+	err, _ := sb.finish()
+	return err
+}
+
+// Status is what the cluster says of a sandbox, read by Sandbox.Status.
+type Status struct {
+	// Ready, Reason and Message are the Sandbox's Ready condition (what
+	// New waits for; the claim copies it a moment later), or the claim's
+	// when there is no Sandbox: e.g. Ready with DependenciesReady; not Ready
+	// with SandboxExpired, ClaimExpired, DependenciesNotReady.
+	Ready           bool
+	Reason, Message string
+	// ClaimFound and SandboxFound are false once the claim, or its Sandbox,
+	// is gone (after Delete, or the controller's deletion at shutdownTime).
+	ClaimFound, SandboxFound bool
+	// Claim and Sandbox are their status conditions.
+	Claim, Sandbox []Condition
+}
+
+// Condition is one status condition of the claim or the Sandbox.
+type Condition struct {
+	Type, Status, Reason, Message string
+	LastTransitionTime            time.Time
+}
+
+// Status reads the state of the sandbox's claim and Sandbox from the
+// cluster, failing the test if it cannot.
+func (sb *Sandbox) Status() Status {
+	sb.t.Helper()
+	st, err := sb.StatusE(sb.testContext())
+	if err != nil {
+		sb.t.Fatalf("%v", err)
+	}
+	return st
+}
+
+// StatusE is Status returning an error; a deleted sandbox is not an
+// error (ClaimFound is false).
+func (sb *Sandbox) StatusE(ctx context.Context) (Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*kube.DefaultCallTimeout)
+	defer cancel()
+	ks, err := sb.c.clients.ReadClaimStatus(ctx, sb.s.namespace, sb.claim, sb.ready.SandboxName)
+	if err != nil {
+		return Status{}, errorf("status of %s: %w", sb, err)
+	}
+	st := Status{ClaimFound: ks.ClaimFound, SandboxFound: ks.SandboxFound, Claim: conditions(ks.Claim), Sandbox: conditions(ks.Sandbox)}
+	from := st.Claim
+	if st.SandboxFound {
+		from = st.Sandbox
+	}
+	for _, c := range from {
+		if c.Type == "Ready" {
+			st.Ready, st.Reason, st.Message = c.Status == "True", c.Reason, c.Message
+		}
+	}
+	return st, nil
+}
+
+func conditions(cs []metav1.Condition) []Condition {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]Condition, len(cs))
+	for i, c := range cs {
+		out[i] = Condition{Type: c.Type, Status: string(c.Status), Reason: c.Reason, Message: c.Message, LastTransitionTime: c.LastTransitionTime.Time}
+	}
+	return out
+}
+
+// testContext is t's context (t.Context, Go 1.24+) while the test runs,
+// else a context of its own (see Sandbox.testContext).
+func testContext(t TB) context.Context {
+	if c, ok := t.(interface{ Context() context.Context }); ok {
+		if ctx := c.Context(); ctx != nil && ctx.Err() == nil {
+			return ctx
+		}
+	}
+	return context.Background()
 }
 
 // cleanupTimeout bounds a sandbox's deletion in its test's cleanup.

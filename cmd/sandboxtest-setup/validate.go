@@ -39,7 +39,7 @@ func validateCommand() *command {
 				return err
 			}
 			opts := []fixtures.ValidateOption{
-				fixtures.WithSandboxOptions(sandboxtest.WithRestConfig(cfg), sandboxtest.WithNamespace(namespace)),
+				fixtures.WithSandboxOptions(sandboxtest.WithRESTConfig(cfg), sandboxtest.WithNamespace(namespace)),
 				fixtures.WithReadyBudget(budget),
 			}
 			if requireNonRoot {

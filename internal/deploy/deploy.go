@@ -477,7 +477,7 @@ func routerReady(ctx context.Context, cs kubernetes.Interface, ns string, want i
 		if kube.PodReady(&pods.Items[i]) {
 			ready++
 		} else if notReady == "" {
-			notReady = podState(&pods.Items[i])
+			notReady = "pod " + pods.Items[i].Name + " " + kube.PodState(&pods.Items[i])
 		}
 	}
 	state := fmt.Sprintf("%d/%d ready", ready, want)
@@ -488,30 +488,6 @@ func routerReady(ctx context.Context, cs kubernetes.Interface, ns string, want i
 		state += "; " + notReady
 	}
 	return ready > 0, state
-}
-
-// podState says why a pod is not Ready, as far as its status tells.
-func podState(p *corev1.Pod) string {
-	parts := []string{fmt.Sprintf("pod %s %s", p.Name, p.Status.Phase)}
-	if p.Status.Reason != "" || p.Status.Message != "" {
-		parts = append(parts, strings.TrimSpace(p.Status.Reason+" "+p.Status.Message))
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Status == corev1.ConditionFalse && c.Message != "" { // e.g. PodScheduled: Unschedulable
-			parts = append(parts, fmt.Sprintf("%s: %s %s", c.Type, c.Reason, c.Message))
-		}
-	}
-	for _, c := range p.Status.ContainerStatuses {
-		switch {
-		case c.State.Waiting != nil:
-			parts = append(parts, fmt.Sprintf("container %s waiting: %s %s", c.Name, c.State.Waiting.Reason, c.State.Waiting.Message))
-		case c.State.Terminated != nil:
-			parts = append(parts, fmt.Sprintf("container %s exited %d: %s", c.Name, c.State.Terminated.ExitCode, c.State.Terminated.Reason))
-		case !c.Ready:
-			parts = append(parts, fmt.Sprintf("container %s running, not ready", c.Name))
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 // poolReady is ready when the controller has seen the pool's spec and

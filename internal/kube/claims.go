@@ -53,11 +53,30 @@ func NewClients(cfg *rest.Config) (*Clients, error) {
 	return &Clients{Core: core, Sandboxes: sb, Extensions: ext}, nil
 }
 
+// Sentinels for errors callers match with errors.Is; sandboxtest exports them.
+var (
+	// ErrTemplateNotFound: the SandboxTemplate a test asked for does not exist.
+	ErrTemplateNotFound = errors.New("template not found")
+	// ErrRouterNotFound: the sandbox-router Service is not where it was looked for.
+	ErrRouterNotFound = errors.New("router not found")
+)
+
 // TemplateNotFoundError says which template is missing and which exist.
+// It matches ErrTemplateNotFound.
 type TemplateNotFoundError struct {
 	Namespace, Template string
 	Available           []string
 }
+
+func (e *TemplateNotFoundError) Is(target error) bool { return target == ErrTemplateNotFound }
+
+// RouterNotFound is an error worded msg that matches ErrRouterNotFound.
+func RouterNotFound(msg string) error { return &routerNotFound{msg} }
+
+type routerNotFound struct{ msg string }
+
+func (e *routerNotFound) Error() string { return e.msg }
+func (e *routerNotFound) Unwrap() error { return ErrRouterNotFound }
 
 func (e *TemplateNotFoundError) Error() string {
 	return fmt.Sprintf("template %q not found in namespace %q (templates there: [%s]); run: sandboxtest-setup deploy --namespace %s",
@@ -67,7 +86,7 @@ func (e *TemplateNotFoundError) Error() string {
 // Pool is the warm pool a template resolved to.
 type Pool struct {
 	Name    string
-	Port    int32 // where the template's server listens: containerPort "runtime", else the first; 0 if none
+	Port    int32 // where the template's server listens (ServerPort); 0 if it declares no port
 	Ready   int32 // ready replicas when resolved; > 0 means a warm start is likely
 	Created bool  // sandboxtest created it, cold, on demand
 }
@@ -106,7 +125,8 @@ func (c *Clients) ResolvePool(ctx context.Context, ns, template string) (Pool, e
 			best = p
 		}
 	}
-	port := templatePort(tmpl)
+	_, p, _ := ServerPort(&tmpl.Spec.PodTemplate.Spec)
+	port := p.ContainerPort
 	if best != nil {
 		return Pool{Name: best.Name, Ready: best.Status.ReadyReplicas, Port: port}, nil
 	}
@@ -121,23 +141,6 @@ func (c *Clients) ResolvePool(ctx context.Context, ns, template string) (Pool, e
 		return Pool{}, fmt.Errorf("creating cold pool %s/%s for template %s: %w", ns, template, template, err)
 	}
 	return Pool{Name: template, Created: true, Port: port}, nil
-}
-
-// templatePort is the port a template's server listens on, as declared:
-// the container port named "runtime", else the first declared port.
-func templatePort(t *extv1beta1.SandboxTemplate) int32 {
-	var first int32
-	for _, c := range t.Spec.PodTemplate.Spec.Containers {
-		for _, p := range c.Ports {
-			if p.Name == "runtime" {
-				return p.ContainerPort
-			}
-			if first == 0 {
-				first = p.ContainerPort
-			}
-		}
-	}
-	return first
 }
 
 func (c *Clients) templateNotFound(ctx context.Context, ns, template string) error {
@@ -157,6 +160,19 @@ type ClaimSpec struct {
 	Labels          map[string]string // run id, test name, created-by
 	Annotations     map[string]string // trace context and the like
 	ShutdownTime    time.Time         // the controller deletes the claim then, even if the test binary died
+
+	// PodLabels and PodAnnotations go to spec.additionalPodMetadata: the
+	// controller adds them to the sandbox's pod. It accepts only labels
+	// under its allowed domains (default sandbox.users.io) and no
+	// annotation under kubernetes.io, k8s.io or agents.x-k8s.io; anything
+	// else ends the claim with reason InvalidMetadata.
+	PodLabels, PodAnnotations map[string]string
+	// VolumeClaimTemplates go to spec.volumeClaimTemplates: a PVC per
+	// template, named <template>-<sandbox>, as the pod's volume <template>.
+	// The SandboxTemplate must allow them (volumeClaimTemplatesPolicy
+	// Allowed or Overrides), else the claim ends with reason
+	// VolumeClaimTemplatesError. They force a cold start.
+	VolumeClaimTemplates []sandboxv1beta1.PersistentVolumeClaimTemplate
 }
 
 // CreateClaim creates a SandboxClaim with a generated name and shutdownPolicy Delete.
@@ -169,6 +185,8 @@ func (c *Clients) CreateClaim(ctx context.Context, s ClaimSpec) (*extv1beta1.San
 				ShutdownTime:   &metav1.Time{Time: s.ShutdownTime},
 				ShutdownPolicy: extv1beta1.ShutdownPolicyDelete,
 			},
+			AdditionalPodMetadata: sandboxv1beta1.PodMetadata{Labels: s.PodLabels, Annotations: s.PodAnnotations},
+			VolumeClaimTemplates:  s.VolumeClaimTemplates,
 		},
 	}
 	out, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(s.Namespace).Create(ctx, claim, metav1.CreateOptions{})
@@ -196,8 +214,29 @@ type TerminalError struct{ Reason, Message string }
 
 func (e *TerminalError) Error() string { return e.Reason + ": " + e.Message }
 
-// claimTerminalReasons are claim Ready=False reasons that will not resolve by waiting.
-var claimTerminalReasons = map[string]bool{"WarmPoolNotFound": true, "TemplateNotFound": true, "EnvVarsInjectionRejected": true}
+// TerminalReasons are the Ready=False reasons of a claim (and of its
+// Sandbox, for SandboxExpired) that waiting cannot fix, from the v0.5.6
+// controller's computeReadyCondition. Others (SandboxNotReady,
+// DependenciesNotReady, AdoptionConflict, SandboxCreatePending,
+// ReconcilerError, ...) pass.
+var TerminalReasons = []string{
+	"WarmPoolNotFound",          // the claim's warmPoolRef names no pool
+	"TemplateNotFound",          // the pool's template is missing
+	"InvalidMetadata",           // additionalPodMetadata refused (label domain, reserved annotation)
+	"EnvVarsInjectionRejected",  // env the template does not allow
+	"VolumeClaimTemplatesError", // volumeClaimTemplates the template does not allow, or invalid
+	"ClaimExpired",              // the claim's shutdownTime passed
+	"SandboxExpired",            // the Sandbox's shutdownTime passed
+}
+
+func terminalReason(reason string) bool {
+	for _, r := range TerminalReasons {
+		if r == reason {
+			return true
+		}
+	}
+	return false
+}
 
 // WaitReady watches the claim until its Sandbox is Ready and has a pod IP.
 // progress receives a one-line description of the state whenever it changes.
@@ -296,7 +335,7 @@ func (w *waiter) run(ctx context.Context) (ReadySandbox, error) {
 				continue
 			}
 			w.claimState = conditionState(cl.Status.Conditions)
-			if cond := meta.FindStatusCondition(cl.Status.Conditions, "Ready"); cond != nil && cond.Status == metav1.ConditionFalse && claimTerminalReasons[cond.Reason] {
+			if cond := meta.FindStatusCondition(cl.Status.Conditions, "Ready"); cond != nil && cond.Status == metav1.ConditionFalse && terminalReason(cond.Reason) {
 				return ReadySandbox{}, &TerminalError{Reason: cond.Reason, Message: cond.Message}
 			}
 			if n := cl.Status.SandboxStatus.Name; n != "" && w.sandboxName == "" {
@@ -327,6 +366,9 @@ func (w *waiter) run(ctx context.Context) (ReadySandbox, error) {
 			if s, ok := ev.Object.(*sandboxv1beta1.Sandbox); ok {
 				sb = s
 				w.sbState = conditionState(s.Status.Conditions)
+				if cond := meta.FindStatusCondition(s.Status.Conditions, "Ready"); cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == sandboxv1beta1.SandboxReasonExpired {
+					return ReadySandbox{}, &TerminalError{Reason: cond.Reason, Message: fmt.Sprintf("Sandbox %s/%s: %s", w.ns, s.Name, cond.Message)}
+				}
 				if pn := s.Annotations[sandboxv1beta1.SandboxPodNameAnnotation]; pn != "" && pn != w.podName {
 					w.podName = pn // adopted from a warm pool: the pod keeps its own name
 					pods.Stop()
@@ -344,7 +386,7 @@ func (w *waiter) run(ctx context.Context) (ReadySandbox, error) {
 			}
 			if p, ok := ev.Object.(*corev1.Pod); ok {
 				pod = p
-				w.podState = podState(p)
+				w.podState = PodState(p)
 				if err := podTerminal(p); err != nil {
 					return ReadySandbox{}, err
 				}
@@ -398,24 +440,6 @@ func conditionState(conds []metav1.Condition) string {
 		}
 		if c.Message != "" {
 			s += " message=" + c.Message
-		}
-	}
-	return s
-}
-
-func podState(p *corev1.Pod) string {
-	s := string(p.Status.Phase)
-	if p.Status.Reason != "" {
-		s += " reason=" + p.Status.Reason
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Status != corev1.ConditionTrue && c.Message != "" {
-			s += fmt.Sprintf(" (%s: %s)", c.Type, c.Message)
-		}
-	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if cs.State.Waiting != nil && cs.State.Waiting.Reason != "" && cs.State.Waiting.Reason != "ContainerCreating" {
-			s += fmt.Sprintf(" container %s %s", cs.Name, cs.State.Waiting.Reason)
 		}
 	}
 	return s
@@ -508,4 +532,43 @@ func ptr[T any](v T) *T { return &v }
 func IsTerminal(err error) bool {
 	var t *TerminalError
 	return errors.As(err, &t)
+}
+
+// ClaimStatus is a claim's and its Sandbox's status conditions, read once.
+type ClaimStatus struct {
+	ClaimFound   bool               // false: the claim is gone (or never was)
+	Claim        []metav1.Condition // the claim's conditions
+	SandboxName  string             // from the claim's status, else the name asked for
+	SandboxFound bool               // false: the Sandbox is gone, or not created yet
+	Sandbox      []metav1.Condition // the Sandbox's conditions
+}
+
+// ReadClaimStatus reads the claim ns/claim and its Sandbox (sandbox, or the
+// one the claim's status names). A missing object is not an error: its
+// Found field is false.
+func (c *Clients) ReadClaimStatus(ctx context.Context, ns, claim, sandbox string) (ClaimStatus, error) {
+	st := ClaimStatus{SandboxName: sandbox}
+	cl, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return st, fmt.Errorf("reading SandboxClaim %s/%s: %w", ns, claim, err)
+	default:
+		st.ClaimFound, st.Claim = true, cl.Status.Conditions
+		if n := cl.Status.SandboxStatus.Name; n != "" {
+			st.SandboxName = n
+		}
+	}
+	if st.SandboxName == "" {
+		return st, nil
+	}
+	sb, err := c.Sandboxes.AgentsV1beta1().Sandboxes(ns).Get(ctx, st.SandboxName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return st, fmt.Errorf("reading Sandbox %s/%s: %w", ns, st.SandboxName, err)
+	default:
+		st.SandboxFound, st.Sandbox = true, sb.Status.Conditions
+	}
+	return st, nil
 }

@@ -514,10 +514,6 @@ func reasonMessage(reason, msg string) string {
 	return s
 }
 
-// PodState words a pod's phase and why it is not running, for messages
-// ("Pending (PodScheduled: 0/1 nodes available …)").
-func PodState(p *corev1.Pod) string { return podState(p) }
-
 // DescribeLeftovers says, in one line, what is left of a claim's Sandbox
 // and pod and why they may not go away (finalizers, phase), for a cleanup
 // that timed out. Each read is bounded by timeout.
@@ -563,7 +559,7 @@ func (c *Clients) DescribeLeftovers(ctx context.Context, ns, sandbox, pod string
 			if err != nil {
 				return nil, "", err
 			}
-			return p, ", " + podState(p), nil
+			return p, ", " + PodState(p), nil
 		})
 	}
 	return strings.Join(parts, "; ")

@@ -228,16 +228,6 @@ func routerCheck(ctx context.Context, cs kubernetes.Interface, ns, deploy string
 	return c
 }
 
-// PodReady reports whether the pod's Ready condition is True.
-func PodReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // templateChecks reports each wanted template and the pool that serves it.
 func templateChecks(ctx context.Context, cfg *rest.Config, o DoctorOptions, deploy string) []Check {
 	ext, err := extclient.NewForConfig(cfg)

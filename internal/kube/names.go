@@ -1,5 +1,3 @@
-// Package kube holds what sandboxtest does with the Kubernetes API: names
-// and labels it owns, server-side apply, claims, pools, checks, gathering.
 package kube
 
 // Objects sandboxtest-setup deploys, and that the test harness looks for.
@@ -21,15 +19,19 @@ const (
 
 // Labels sandboxtest puts on what it creates, so gc and doctor can find them.
 const (
-	LabelCreatedBy      = "agents.x-k8s.io/created-by" // upstream's label; value CreatedByValue
-	CreatedByValue      = "sandboxtest"
-	LabelRunID          = "sandboxtest.io/run-id"
-	LabelTest           = "sandboxtest.io/test"
-	LabelColdPool       = "sandboxtest.io/cold-pool" // "true" on pools sandboxtest created on demand
-	LabelManagedBy      = "app.kubernetes.io/managed-by"
-	ManagedByValue      = "sandboxtest"
-	LabelGateway        = "sandboxtest.io/gateway" // marks Gateways the harness may use in CI
-	AnnotationCreatedAt = "sandboxtest.io/created-at"
+	LabelCreatedBy = "agents.x-k8s.io/created-by" // upstream's label; value CreatedByValue
+	CreatedByValue = "sandboxtest"
+	LabelRunID     = "sandboxtest.io/run-id"
+	LabelTest      = "sandboxtest.io/test"
+	LabelColdPool  = "sandboxtest.io/cold-pool" // "true" on pools sandboxtest created on demand
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedByValue = "sandboxtest"
+	LabelGateway   = "sandboxtest.io/gateway" // marks Gateways the harness may use in CI
+	// AnnotationClientFirstRequestedAt is upstream's: when the client first
+	// asked for the sandbox (RFC 3339 with nanoseconds, UTC, as upstream's Go
+	// and Python clients write it). The controller's client-side startup
+	// latency metric reads it.
+	AnnotationClientFirstRequestedAt = "agents.x-k8s.io/client-first-requested-at"
 	// LocalNodeLabel ("true") marks the process node of the local cluster.
 	LocalNodeLabel = "sandboxtest.io/local-node"
 )
