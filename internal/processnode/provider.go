@@ -28,6 +28,10 @@ type Provider struct {
 	ctx     context.Context // ends when the node stops
 	started time.Time
 
+	isolated   bool     // pods get namespaces (false: SANDBOXTEST_UNISOLATED=1)
+	sandboxErr error    // why this machine cannot isolate pods; every pod fails with it
+	limits     *limiter // nil: no limits (unit tests)
+
 	mu       sync.Mutex
 	pods     map[string]*podRun // namespace/name
 	notifyFn func(*corev1.Pod)
@@ -56,7 +60,7 @@ func (p *Provider) CreatePod(_ context.Context, pod *corev1.Pod) error {
 		return err
 	}
 	r := &podRun{
-		p: p, ip: ip, pod: pod.DeepCopy(), startTime: metav1.Now(), stopped: make(chan struct{}),
+		p: p, ip: ip, pod: pod.DeepCopy(), startTime: metav1.Now(), stopped: make(chan struct{}), sandboxed: make(chan struct{}),
 		dir: filepath.Join(p.cfg.Dir, "pods", pod.Namespace+"_"+pod.Name+"_"+string(pod.UID)),
 	}
 	p.pods[key] = r
@@ -82,6 +86,7 @@ func (p *Provider) CreatePod(_ context.Context, pod *corev1.Pod) error {
 			c.done = &corev1.ContainerStateTerminated{ExitCode: 1, Reason: r.failReason, Message: r.failMsg, FinishedAt: metav1.Now()}
 		}
 		close(r.stopped)
+		close(r.sandboxed)
 		p.notify(r)
 		return nil
 	}
@@ -243,7 +248,8 @@ func (p *Provider) event(pod *corev1.Pod, typ, reason, msg string) {
 	}
 }
 
-// Pids lists the host processes that run containers on this node.
+// Pids lists the host processes of this node's pods: each pod's init,
+// whose end ends every process of the pod.
 func (p *Provider) Pids() []int {
 	p.mu.Lock()
 	runs := make([]*podRun, 0, len(p.pods))
@@ -254,10 +260,8 @@ func (p *Provider) Pids() []int {
 	var pids []int
 	for _, r := range runs {
 		r.mu.Lock()
-		for _, c := range r.containers {
-			if pi, ok := c.inst.(*processInstance); ok {
-				pids = append(pids, pi.p.Pid())
-			}
+		if r.sb != nil {
+			pids = append(pids, r.sb.Pid())
 		}
 		r.mu.Unlock()
 	}
