@@ -84,6 +84,12 @@ func TestSandboxView(t *testing.T) {
 			}
 			out, code = run(t, sb, "ls", "/proc")
 			assert.Check(t, is.Equal(code, 0))
+			for _, p := range []string{"/proc/sysrq-trigger", "/proc/sys/kernel/domainname"} {
+				out, code = run(t, sb, "sh", "-c", "echo x > "+p)
+				assert.Check(t, code != 0, "wrote %s: %s", p, out)
+			}
+			out, _ = run(t, sb, "sh", "-c", "ls /proc | grep -c '^[0-9]'")
+			assert.Check(t, is.Equal(out, "4\n"), "processes beyond the pod are visible (only the init, sh, ls and grep run)")
 			out, code = run(t, sb, "sh", "-c", "mount -t tmpfs x /app; umount /usr")
 			assert.Check(t, code != 0, "mounts can be changed: %s", out)
 			out, code = run(t, sb, "/usr/bin/python3", "-c", "print(6*7)")

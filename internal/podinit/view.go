@@ -47,9 +47,7 @@ func buildView(cfg *Config, root string) error {
 		{"system directories", func() error { return bindSystemDirs(root) }},
 		{"/etc", func() error { return makeEtc(root, cfg) }},
 		{"/dev", func() error { return makeDev(root) }},
-		{"/proc", func() error {
-			return mountAt(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
-		}},
+		{"/proc", func() error { return makeProc(root) }},
 		{"mounts", func() error { return applyMounts(root, cfg.Mounts) }},
 		{"pivot_root", func() error { return pivot(root) }},
 		{"read-only root", func() error {
@@ -235,6 +233,48 @@ func makeDev(root string) error {
 		return err
 	}
 	return mountAt(root, "/dev/shm", "shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k")
+}
+
+// Parts of /proc that reach beyond the pod: read-only, or hidden, as
+// container runtimes do (a node running as root maps root into the pod).
+var (
+	procReadOnly = []string{"sys", "sysrq-trigger", "irq", "bus", "fs"}
+	procMasked   = []string{"kcore", "keys", "timer_list", "sched_debug", "latency_stats", "acpi", "scsi"}
+)
+
+func makeProc(root string) error {
+	if err := mountAt(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	proc := filepath.Join(root, "proc")
+	for _, name := range procReadOnly {
+		p := filepath.Join(proc, name)
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if err := mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		if err := remountReadOnly(p); err != nil {
+			return err
+		}
+	}
+	for _, name := range procMasked {
+		p := filepath.Join(proc, name)
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if fi.IsDir() {
+			err = mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
+		} else {
+			err = mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // applyMounts mounts cfg.Mounts, parents before children.
