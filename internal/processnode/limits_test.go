@@ -22,10 +22,10 @@ var scriptRunner = RunnerFunc(func(_ context.Context, c *Container) (Instance, e
 // TestPodLimits runs isolated pods under the node's limiter: a fork loop
 // stops at the pids limit, an allocation over the memory limit is killed.
 func TestPodLimits(t *testing.T) {
+	limits := newLimiter(64)
+	t.Cleanup(limits.close) // after the harness has stopped the pods
 	h := newHarness(t, registryWith("fake-image", scriptRunner))
-	h.p.isolated = true
-	h.p.limits = newLimiter(64)
-	t.Cleanup(h.p.limits.close)
+	h.p.isolated, h.p.limits = true, limits
 	t.Logf("limits: %s", h.p.limits.about)
 	if h.p.limits.rlim && os.Getuid() == 0 {
 		t.Skip("no writable cgroup here, and RLIMIT_NPROC does not bind root:", h.p.limits.about)
@@ -46,7 +46,9 @@ except OSError as e:
     os._exit(0)
 "`}
 	h.create(forks)
-	got := h.waitPod(forks, "the fork loop to end", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed })
+	got := h.waitPod(forks, "the fork loop to end", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
 	log, _ := os.ReadFile(h.p.get(forks.Namespace, forks.Name).containers[0].logPath)
 	assert.Check(t, is.Equal(got.Status.Phase, corev1.PodSucceeded), string(log))
 	assert.Check(t, strings.HasPrefix(string(log), "stopped "), "%q", log)
@@ -58,7 +60,9 @@ except OSError as e:
 	mem.Spec.Containers[0].Args = []string{`/usr/bin/python3 -c "b = bytearray(256 << 20); print('allocated')"`}
 	mem.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
 	h.create(mem)
-	got = h.waitPod(mem, "the allocation to end", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed })
+	got = h.waitPod(mem, "the allocation to end", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
 	log, _ = os.ReadFile(h.p.get(mem.Namespace, mem.Name).containers[0].logPath)
 	assert.Check(t, is.Equal(got.Status.Phase, corev1.PodFailed), string(log))
 	assert.Check(t, !strings.Contains(string(log), "allocated"), string(log))
