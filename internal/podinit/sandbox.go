@@ -50,7 +50,9 @@ type Process struct {
 }
 
 // Namespaces are the ones every isolated pod gets. The network namespace
-// comes with the cluster network.
+// comes with the cluster network: a helper living in the cluster's user and
+// network namespaces will call Start with CLONE_NEWNET added, and pass the
+// Sandbox's socket back to the node; nothing else here changes.
 const Namespaces = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
 
 // initCaps are the capabilities an init running as a non-root container
