@@ -39,7 +39,7 @@ func newLimiter(pids int64) *limiter {
 			grp := filepath.Join(dir, path)
 			if ctl, err := os.ReadFile(filepath.Join(grp, "cgroup.subtree_control")); err == nil && hasWord(string(ctl), "pids") {
 				base := filepath.Join(grp, tag)
-				if os.Mkdir(base, 0o755) == nil {
+				if err := os.Mkdir(base, 0o755); err == nil || errors.Is(err, os.ErrExist) {
 					cleanStale(grp)
 					l.v2 = base
 					l.about = fmt.Sprintf("cgroup v2 (%s): pids.max %d, memory and cpu limits", base, pids)
@@ -56,8 +56,8 @@ func newLimiter(pids int64) *limiter {
 		}
 		parent := filepath.Join("/sys/fs/cgroup", own["name:"+ctl], path)
 		base := filepath.Join(parent, tag)
-		if err := os.Mkdir(base, 0o755); err != nil {
-			continue
+		if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			continue // not writable
 		}
 		cleanStale(parent)
 		l.v1[ctl] = base

@@ -35,6 +35,7 @@ type Provider struct {
 	mu       sync.Mutex
 	pods     map[string]*podRun // namespace/name
 	notifyFn func(*corev1.Pod)
+	stopping bool // set by stopAll: no pod starts any more
 }
 
 func podKey(ns, name string) string { return ns + "/" + name }
@@ -53,6 +54,10 @@ func (p *Provider) CreatePod(_ context.Context, pod *corev1.Pod) error {
 	if _, ok := p.pods[key]; ok {
 		p.mu.Unlock()
 		return nil
+	}
+	if p.stopping {
+		p.mu.Unlock()
+		return fmt.Errorf("node %s is stopping", p.cfg.Name)
 	}
 	ip, err := p.ips.next()
 	if err != nil {
@@ -201,6 +206,7 @@ func (p *Provider) GetPods(context.Context) ([]*corev1.Pod, error) {
 // stopAll stops every pod; used when the node shuts down.
 func (p *Provider) stopAll(grace time.Duration) {
 	p.mu.Lock()
+	p.stopping = true
 	runs := make([]*podRun, 0, len(p.pods))
 	for _, r := range p.pods {
 		runs = append(runs, r)
