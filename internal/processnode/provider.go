@@ -145,13 +145,13 @@ func (p *Provider) DeletePod(_ context.Context, pod *corev1.Pod) error {
 		r.mu.Unlock()
 		p.notify(r)
 		p.removeFromAPI(pod)
-		p.mu.Lock()
+		p.ips.release(r.ip)
+		_ = os.RemoveAll(r.dir)
+		p.mu.Lock() // last: a pod the node no longer knows has left nothing behind
 		if p.pods[podKey(pod.Namespace, pod.Name)] == r {
 			delete(p.pods, podKey(pod.Namespace, pod.Name))
 		}
 		p.mu.Unlock()
-		p.ips.release(r.ip)
-		_ = os.RemoveAll(r.dir)
 	}()
 	return nil
 }
