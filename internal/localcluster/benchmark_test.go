@@ -3,13 +3,16 @@ package localcluster_test
 import (
 	"context"
 	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
@@ -108,4 +111,52 @@ func reportPercentiles(b *testing.B, what string, ds []time.Duration) {
 	b.ReportMetric(float64(at(0.50).Microseconds())/1000, what+"-p50-ms")
 	b.ReportMetric(float64(at(0.95).Microseconds())/1000, what+"-p95-ms")
 	b.ReportMetric(float64(ds[len(ds)-1].Microseconds())/1000, what+"-max-ms")
+}
+
+// BenchmarkRunTrue measures one POST /execute {"command":"true"} on a Ready
+// sandbox, straight to its pod IP: go test -bench RunTrue -benchtime 200x ./internal/localcluster
+func BenchmarkRunTrue(b *testing.B) {
+	ctx := context.Background()
+	c, err := localcluster.Start(ctx, localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Stop()
+	ext := extclient.NewForConfigOrDie(c.RESTConfig)
+	tmpl, pool := templateAndPool("bench", runtimeImage)
+	if _, err := ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	_, name, err := claimReady(ctx, ext, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl, err := ext.ExtensionsV1beta1().SandboxClaims(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pod, err := kubernetes.NewForConfigOrDie(c.RESTConfig).CoreV1().Pods(ns).Get(ctx, cl.Status.SandboxStatus.Name, metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := "http://" + pod.Status.PodIP + ":8888/execute"
+	var lat []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"command":"true"}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"exit_code":0`) {
+			b.Fatalf("true: %s", body)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	reportPercentiles(b, "run", lat)
 }

@@ -96,13 +96,13 @@ func runClusterParent(dir string) error {
 	}
 	// A command that would outlive us if nothing took care of it.
 	go http.Post("http://"+sandboxIP+":8888/execute", "application/json", strings.NewReader(`{"command":"sleep 600"}`))
-	for !hasChild("sleep") {
+	for !hasDescendant("sleep") { // in the sandbox's PID namespace, under its init
 		time.Sleep(20 * time.Millisecond)
 	}
 	api, _ := url.Parse(c.APIServerURL)
 	etcd, _ := url.Parse(c.EtcdURL)
 	rep := parentReport{
-		Pids:  childPids(os.Getpid()),
+		Pids:  descendants(os.Getpid()),
 		Addrs: []string{api.Host, etcd.Host, c.Node.Addr, routerIP + ":8080", sandboxIP + ":8888"},
 	}
 	return json.NewEncoder(os.Stdout).Encode(rep)
@@ -139,8 +139,18 @@ func childPids(pid int) []int {
 	return out
 }
 
-func hasChild(comm string) bool {
-	for _, pid := range childPids(os.Getpid()) {
+// descendants lists pid's children, their children, and so on.
+func descendants(pid int) []int {
+	var out []int
+	for _, c := range childPids(pid) {
+		out = append(out, c)
+		out = append(out, descendants(c)...)
+	}
+	return out
+}
+
+func hasDescendant(comm string) bool {
+	for _, pid := range descendants(os.Getpid()) {
 		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		if strings.TrimSpace(string(data)) == comm {
 			return true

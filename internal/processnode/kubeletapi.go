@@ -8,10 +8,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"syscall"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -20,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	utilexec "k8s.io/utils/exec"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
 )
 
 // The kubelet API half of the provider: what `kubectl logs`, `exec` and
@@ -107,7 +107,7 @@ func lastLines(data []byte, n int) []byte {
 	return data
 }
 
-// RunInContainer runs cmd as a host process in the container's folder and
+// RunInContainer runs cmd in the container's pod, working directory and
 // environment. A non-zero exit reaches kubectl as the command's exit code.
 func (p *Provider) RunInContainer(ctx context.Context, ns, pod, container string, cmd []string, attach api.AttachIO) error {
 	r, c, err := p.container(ns, pod, container)
@@ -117,44 +117,104 @@ func (p *Provider) RunInContainer(ctx context.Context, ns, pod, container string
 	if len(cmd) == 0 {
 		return errdefs.InvalidInput("no command given")
 	}
-	x := exec.CommandContext(ctx, cmd[0], cmd[1:]...)
-	x.Dir = filepath.Join(r.dir, c.spec.Name)
-	x.Env = containerEnv(c.spec)
-	x.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	x.Cancel = func() error { return syscall.Kill(-x.Process.Pid, syscall.SIGKILL) }
-	if in := attach.Stdin(); in != nil {
-		// Through a pipe of our own: with an io.Reader as Stdin, Wait would
-		// also wait for the client's stdin to end, which an interactive
-		// `kubectl exec -i` keeps open after the command has exited.
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return fmt.Errorf("exec in %s/%s: %w", pod, c.spec.Name, err)
-		}
-		defer pr.Close()
-		defer pw.Close() // ends the copy below at its next write
-		go func() {
-			_, _ = io.Copy(pw, in)
-			pw.Close() // EOF for the command
-		}()
-		x.Stdin = pr
+	stderr := attach.Stderr()
+	if stderr == nil && attach.TTY() {
+		stderr = attach.Stdout()
 	}
-	if out := attach.Stdout(); out != nil {
-		x.Stdout = out
-	}
-	if errw := attach.Stderr(); errw != nil {
-		x.Stderr = errw
-	} else if attach.TTY() {
-		x.Stderr = attach.Stdout()
-	}
-	err = x.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return utilexec.CodeExitError{Err: err, Code: exitCode(err)}
-	}
+	code, err := r.runIn(ctx, c, cmd, attach.Stdin(), attach.Stdout(), stderr)
 	if err != nil {
 		return fmt.Errorf("exec in %s/%s: %w", pod, c.spec.Name, err)
 	}
+	if code != 0 {
+		return utilexec.CodeExitError{Err: fmt.Errorf("command terminated with exit code %d", code), Code: code}
+	}
 	return nil
+}
+
+// runIn runs argv in the container's pod with the given streams (nil: none)
+// and returns its exit code. The process is killed when ctx ends.
+func (r *podRun) runIn(ctx context.Context, c *containerRun, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	select {
+	case <-r.sandboxed:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	r.mu.Lock()
+	sb := r.sb
+	r.mu.Unlock()
+	if sb == nil {
+		return 0, errors.New("the pod has no running sandbox")
+	}
+	proc := podinit.Process{Argv: argv, Env: c.env, Dir: c.workDir}
+	var copies sync.WaitGroup
+	var theirs, ours []*os.File
+	defer func() {
+		closeFiles(theirs)
+		closeFiles(ours)
+	}()
+	if stdin != nil {
+		// Through a pipe of our own: the client's stdin may stay open after the
+		// command has exited (an interactive `kubectl exec -i`).
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return 0, err
+		}
+		theirs, ours = append(theirs, pr), append(ours, pw)
+		proc.Stdin = pr
+		go func() {
+			_, _ = io.Copy(pw, stdin)
+			pw.Close() // EOF for the command
+		}()
+	}
+	for _, s := range []struct {
+		w   io.Writer
+		dst **os.File
+	}{{stdout, &proc.Stdout}, {stderr, &proc.Stderr}} {
+		if s.w == nil {
+			continue
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return 0, err
+		}
+		theirs, ours = append(theirs, pw), append(ours, pr)
+		*s.dst = pw
+		copies.Add(1)
+		go func() {
+			defer copies.Done()
+			_, _ = io.Copy(s.w, pr)
+		}()
+	}
+	p, err := sb.Exec(proc)
+	closeFiles(theirs) // the pod's process holds its own copies now
+	theirs = nil
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		p.Stop(0)
+	}
+	// Output still in the pipes is delivered; a background child that keeps
+	// them open does not hold the exec open for long.
+	copied := make(chan struct{})
+	go func() { copies.Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(execOutputLinger):
+	}
+	return p.ExitCode(), nil
+}
+
+// execOutputLinger is how long an exec waits for its output once the
+// command has exited.
+const execOutputLinger = time.Second
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 // AttachToContainer is not offered: containers here have no attached terminal.

@@ -18,8 +18,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"os/user"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node"
@@ -32,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
 )
 
 // DefaultName is the node name when Config.Name is empty.
@@ -51,6 +55,8 @@ type Config struct {
 	// certificates it signed, as kube-apiserver presents with --kubelet-client-certificate.
 	ClientCA []byte
 	Log      io.Writer // node lifecycle lines; default discard
+	// PodPidsLimit bounds each pod's processes; default DefaultPodPidsLimit.
+	PodPidsLimit int64
 }
 
 // Node is a running process node.
@@ -101,6 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		pods:     map[string]*podRun{},
 		recorder: eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "sandboxtest-process-node", Host: cfg.Name}),
 	}
+	p.setUpIsolation()
 	mux := http.NewServeMux()
 	vk, err := nodeutil.NewNode(cfg.Name,
 		func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
@@ -145,6 +152,51 @@ func (n *Node) Stop() {
 	}
 	n.events.Shutdown()
 	n.Provider.ips.close()
+	if n.Provider.limits != nil {
+		n.Provider.limits.close()
+	}
+}
+
+// setUpIsolation decides once how this node's pods run, and says so: in
+// namespaces when the machine allows, with the limits it can apply.
+func (p *Provider) setUpIsolation() {
+	if unisolated() {
+		msg := fmt.Sprintf("sandboxtest: WARNING: %s is set: pods on node %s run WITHOUT isolation, as %s in your filesystem; "+
+			"code under test can read and delete your files. Unset it to run every pod in its own namespaces.\n",
+			UnisolatedEnv, p.cfg.Name, currentUser())
+		fmt.Fprint(os.Stderr, msg)
+		if p.cfg.Log != io.Writer(os.Stderr) {
+			fmt.Fprint(p.cfg.Log, msg)
+		}
+		return
+	}
+	p.isolated = true
+	if err := podinit.Check(); err != nil {
+		p.sandboxErr = fmt.Errorf("sandboxtest: this machine does not let %s create user namespaces (%v), which the local node needs to make each pod a sandbox; "+
+			"fix: allow unprivileged user namespaces (sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 23.10+, "+
+			"kernel.unprivileged_userns_clone=1 on older Debian, user.max_user_namespaces>0), or use Kind (sandboxtest-setup kind create), "+
+			"or run pods unconfined with %s=1 (not recommended)", currentUser(), err, UnisolatedEnv)
+		fmt.Fprintf(p.cfg.Log, "%v\n", p.sandboxErr)
+		return
+	}
+	pids := p.cfg.PodPidsLimit
+	if pids <= 0 {
+		pids = DefaultPodPidsLimit
+	}
+	p.limits = newLimiter(pids)
+	fmt.Fprintf(p.cfg.Log, "sandboxtest: node %s: each pod in its own user, mount, PID, IPC and UTS namespaces; limits: %s\n", p.cfg.Name, p.limits.about)
+}
+
+func unisolated() bool {
+	v := strings.ToLower(strings.TrimSpace(os.Getenv(UnisolatedEnv)))
+	return v != "" && v != "false" && v != "0" && v != "no"
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return fmt.Sprintf("user %s (uid %d)", u.Username, os.Getuid())
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 // describeNode fills in what the scheduler and kube-apiserver need: capacity,

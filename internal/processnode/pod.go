@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
 )
 
 // podRun is one pod on this node: its address, its folder and its containers.
@@ -28,11 +29,16 @@ type podRun struct {
 	startTime  metav1.Time
 	cancel     context.CancelFunc
 	stopped    chan struct{} // closed when every container loop has ended
+	sb         *podinit.Sandbox
+	group      *podGroup
+	sandboxed  chan struct{} // closed once the sandbox is up (or failed)
 }
 
 // containerRun tracks one container: its instance, restarts and readiness.
 type containerRun struct {
 	spec     corev1.Container
+	workDir  string   // where its processes start (inside the pod when isolated)
+	env      []string // image defaults under the spec's env
 	logPath  string
 	inst     Instance
 	started  metav1.Time
@@ -43,9 +49,40 @@ type containerRun struct {
 	done     *corev1.ContainerStateTerminated // set when it will not run again
 }
 
-// run starts every container loop; the pod's status follows through notify.
+// run starts the pod's sandbox, then every container loop; the pod's status
+// follows through notify.
 func (r *podRun) run(ctx context.Context) {
 	ctx, r.cancel = context.WithCancel(ctx)
+	go func() {
+		sb, err := r.startSandbox(ctx)
+		r.mu.Lock()
+		r.sb = sb
+		if err != nil && !r.deleting {
+			r.failReason, r.failMsg = "SandboxFailed", err.Error()
+		}
+		stopping := r.deleting
+		r.mu.Unlock()
+		close(r.sandboxed)
+		if err != nil {
+			r.p.event(r.pod, corev1.EventTypeWarning, "SandboxFailed", err.Error())
+			r.mu.Lock()
+			for _, c := range r.containers {
+				c.done = &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "SandboxFailed", Message: err.Error(), FinishedAt: metav1.Now()}
+			}
+			r.mu.Unlock()
+			r.p.notify(r)
+			close(r.stopped)
+			return
+		}
+		if stopping {
+			close(r.stopped)
+			return
+		}
+		r.runContainers(ctx)
+	}()
+}
+
+func (r *podRun) runContainers(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, c := range r.containers {
 		wg.Add(1)
@@ -105,19 +142,15 @@ func (r *podRun) runContainer(ctx context.Context, c *containerRun) {
 }
 
 func (r *podRun) startContainer(ctx context.Context, runner Runner, c *containerRun) (Instance, error) {
-	dir := filepath.Join(r.dir, c.spec.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close() // runners that keep writing open their own handle or copy
 	inst, err := runner.Start(ctx, &Container{
-		Pod: r.pod, Spec: c.spec, PodIP: r.ip, Dir: dir,
-		Env: containerEnv(c.spec), Log: &appendFile{path: c.logPath}, LogPath: c.logPath,
-		Kubeconfig: r.p.cfg.Kubeconfig,
+		Pod: r.pod, Spec: c.spec, PodIP: r.ip, Dir: c.workDir,
+		Env: c.env, Log: &appendFile{path: c.logPath}, LogPath: c.logPath,
+		Kubeconfig: r.p.cfg.Kubeconfig, Sandbox: r.sb, Isolated: r.p.isolated,
 	})
 	if err != nil {
 		return nil, err
@@ -195,7 +228,17 @@ func (r *podRun) stop(grace time.Duration) {
 	wg.Wait()
 	if cancel != nil {
 		cancel()
+		<-r.sandboxed
 		<-r.stopped
+	}
+	r.mu.Lock()
+	sb, g := r.sb, r.group
+	r.mu.Unlock()
+	if sb != nil {
+		sb.Kill() // every process of the pod, background ones included
+	}
+	if g != nil {
+		g.remove()
 	}
 }
 
@@ -296,21 +339,6 @@ func (r *podRun) keepTransitionTimes(conds []corev1.PodCondition) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// containerEnv is a minimal host base (so tools are found) under the pod's env,
-// which virtual-kubelet has already resolved (fieldRef, configMap and secret refs).
-func containerEnv(c corev1.Container) []string {
-	var env []string
-	for _, k := range []string{"PATH", "HOME", "LANG", "TMPDIR", "USER"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	for _, e := range c.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	return env
-}
 
 // appendFile writes each chunk to the end of a log file, so rotation-free
 // readers (kubectl logs) always see whole lines from every writer.

@@ -1,13 +1,14 @@
 package processnode
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -127,11 +128,14 @@ func (r *podRun) runProbe(ctx context.Context, c *containerRun, probe *corev1.Pr
 		if len(probe.Exec.Command) == 0 {
 			return fmt.Errorf("exec probe has no command")
 		}
-		cmd := exec.CommandContext(ctx, probe.Exec.Command[0], probe.Exec.Command[1:]...)
-		cmd.Dir = r.dir + "/" + c.spec.Name
-		cmd.Env = containerEnv(c.spec)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("exec probe %v: %v: %s", probe.Exec.Command, err, out)
+		var out bytes.Buffer
+		w := &lockedWriter{w: &out}
+		code, err := r.runIn(ctx, c, probe.Exec.Command, nil, w, w)
+		if err != nil {
+			return fmt.Errorf("exec probe %v: %w", probe.Exec.Command, err)
+		}
+		if code != 0 {
+			return fmt.Errorf("exec probe %v: exit code %d: %s", probe.Exec.Command, code, w.String())
 		}
 		return nil
 	case probe.GRPC != nil:
@@ -165,4 +169,22 @@ func resolvePort(p intstr.IntOrString, c corev1.Container) (int, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("container %s has no port named %q", c.Name, p.StrVal)
+}
+
+// lockedWriter lets stdout and stderr copies share one buffer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }

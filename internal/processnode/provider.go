@@ -28,9 +28,14 @@ type Provider struct {
 	ctx     context.Context // ends when the node stops
 	started time.Time
 
+	isolated   bool     // pods get namespaces (false: SANDBOXTEST_UNISOLATED=1)
+	sandboxErr error    // why this machine cannot isolate pods; every pod fails with it
+	limits     *limiter // nil: no limits (unit tests)
+
 	mu       sync.Mutex
 	pods     map[string]*podRun // namespace/name
 	notifyFn func(*corev1.Pod)
+	stopping bool // set by stopAll: no pod starts any more
 }
 
 func podKey(ns, name string) string { return ns + "/" + name }
@@ -50,13 +55,17 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		p.mu.Unlock()
 		return nil
 	}
+	if p.stopping {
+		p.mu.Unlock()
+		return fmt.Errorf("node %s is stopping", p.cfg.Name)
+	}
 	ip, err := p.ips.next()
 	if err != nil {
 		p.mu.Unlock()
 		return err
 	}
 	r := &podRun{
-		p: p, ip: ip, pod: pod.DeepCopy(), startTime: metav1.Now(), stopped: make(chan struct{}),
+		p: p, ip: ip, pod: pod.DeepCopy(), startTime: metav1.Now(), stopped: make(chan struct{}), sandboxed: make(chan struct{}),
 		dir: filepath.Join(p.cfg.Dir, "pods", pod.Namespace+"_"+pod.Name+"_"+string(pod.UID)),
 	}
 	p.pods[key] = r
@@ -87,6 +96,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 			c.done = &corev1.ContainerStateTerminated{ExitCode: 1, Reason: r.failReason, Message: r.failMsg, FinishedAt: metav1.Now()}
 		}
 		close(r.stopped)
+		close(r.sandboxed)
 		p.notify(r)
 		return nil
 	}
@@ -140,13 +150,13 @@ func (p *Provider) DeletePod(_ context.Context, pod *corev1.Pod) error {
 		r.mu.Unlock()
 		p.notify(r)
 		p.removeFromAPI(pod)
-		p.mu.Lock()
+		p.ips.release(r.ip)
+		_ = os.RemoveAll(r.dir)
+		p.mu.Lock() // last: a pod the node no longer knows has left nothing behind
 		if p.pods[podKey(pod.Namespace, pod.Name)] == r {
 			delete(p.pods, podKey(pod.Namespace, pod.Name))
 		}
 		p.mu.Unlock()
-		p.ips.release(r.ip)
-		_ = os.RemoveAll(r.dir)
 	}()
 	return nil
 }
@@ -201,6 +211,7 @@ func (p *Provider) GetPods(context.Context) ([]*corev1.Pod, error) {
 // stopAll stops every pod; used when the node shuts down.
 func (p *Provider) stopAll(grace time.Duration) {
 	p.mu.Lock()
+	p.stopping = true
 	runs := make([]*podRun, 0, len(p.pods))
 	for _, r := range p.pods {
 		runs = append(runs, r)
@@ -248,7 +259,8 @@ func (p *Provider) event(pod *corev1.Pod, typ, reason, msg string) {
 	}
 }
 
-// Pids lists the host processes that run containers on this node.
+// Pids lists the host processes of this node's pods: each pod's init,
+// whose end ends every process of the pod.
 func (p *Provider) Pids() []int {
 	p.mu.Lock()
 	runs := make([]*podRun, 0, len(p.pods))
@@ -259,10 +271,8 @@ func (p *Provider) Pids() []int {
 	var pids []int
 	for _, r := range runs {
 		r.mu.Lock()
-		for _, c := range r.containers {
-			if pi, ok := c.inst.(*processInstance); ok {
-				pids = append(pids, pi.p.Pid())
-			}
+		if r.sb != nil {
+			pids = append(pids, r.sb.Pid())
 		}
 		r.mu.Unlock()
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
 )
 
 // Container is what a Runner gets to start one container of a pod.
@@ -17,11 +19,15 @@ type Container struct {
 	Pod        *corev1.Pod
 	Spec       corev1.Container
 	PodIP      string    // the pod's own loopback address; servers bind it
-	Dir        string    // the container's working directory on the host
-	Env        []string  // KEY=VALUE, from the pod spec over a minimal host base
+	Dir        string    // the working directory: inside the pod, or a host folder when not Isolated
+	Env        []string  // KEY=VALUE: the image's defaults under the pod spec's env
 	Log        io.Writer // the container log that `kubectl logs` reads
 	LogPath    string
-	Kubeconfig string // for containers that talk to the API server
+	Kubeconfig string // for containers that talk to the API server (a host path)
+	// Sandbox starts processes inside the pod; Isolated says whether it has
+	// namespaces and its own filesystem view.
+	Sandbox  *podinit.Sandbox
+	Isolated bool
 }
 
 // Port returns the container's first declared port, or def when it declares none.

@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/agentsandbox/go-sandboxtest/internal/proc"
-	"github.com/agentsandbox/go-sandboxtest/internal/runtimeserver"
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
 )
 
 // Image patterns of the built-in runners.
@@ -31,32 +29,93 @@ func DefaultRegistry(routerBinary string) *Registry {
 	return r
 }
 
-// RouterRunner runs the upstream sandbox-router binary bound to the pod IP.
-// The image's own arguments come first; the bind addresses come last so they win.
-func RouterRunner(binary string) Runner {
-	return RunnerFunc(func(_ context.Context, c *Container) (Instance, error) {
-		args := append([]string{}, c.Spec.Args...)
-		args = append(args,
-			"--http-bind-address", net.JoinHostPort(c.PodIP, "8080"),
-			"--health-probe-bind-address", net.JoinHostPort(c.PodIP, "8081"),
-			"--metrics-bind-address", net.JoinHostPort(c.PodIP, "9090"),
-			"--allow-loopback-pod-ip",
-		)
-		env := append(append([]string{}, c.Env...), "KUBECONFIG="+c.Kubeconfig)
-		p, err := proc.Start(proc.Spec{Name: c.Spec.Name, Path: binary, Args: args, Env: env, Dir: c.Dir, LogPath: c.LogPath})
-		if err != nil {
-			return nil, err
-		}
-		return &processInstance{p: p}, nil
-	})
+// RouterRunner runs the upstream sandbox-router binary in the pod, bound to
+// the pod IP. The image's own arguments come first; the bind addresses come
+// last so they win.
+func RouterRunner(binary string) Runner { return routerRunner{binary: binary} }
+
+type routerRunner struct{ binary string }
+
+// Paths of the router image's files inside the pod.
+const (
+	routerPath     = "/sandbox-router"
+	kubeconfigPath = "/etc/sandboxtest/kubeconfig"
+)
+
+// Image is distroless/static:nonroot with the binary at /sandbox-router; the
+// cluster's kubeconfig stands in for a service account.
+func (r routerRunner) Image(c *Container) Image {
+	files := []podinit.Mount{{Source: r.binary, Target: routerPath}}
+	if c.Kubeconfig != "" {
+		files = append(files, podinit.Mount{Source: c.Kubeconfig, Target: kubeconfigPath})
+	}
+	return Image{User: 65532, Group: 65532, WorkingDir: "/", Files: files}
 }
 
-// processInstance is a container backed by a child process group.
-type processInstance struct{ p *proc.Process }
+func (r routerRunner) Start(_ context.Context, c *Container) (Instance, error) {
+	if c.Sandbox == nil {
+		return nil, errors.New("router: the pod has no sandbox")
+	}
+	path, kubeconfig := routerPath, kubeconfigPath
+	if !c.Isolated {
+		path, kubeconfig = r.binary, c.Kubeconfig
+	}
+	args := append([]string{path}, c.Spec.Args...)
+	args = append(args,
+		"--http-bind-address", net.JoinHostPort(c.PodIP, "8080"),
+		"--health-probe-bind-address", net.JoinHostPort(c.PodIP, "8081"),
+		"--metrics-bind-address", net.JoinHostPort(c.PodIP, "9090"),
+		"--allow-loopback-pod-ip",
+	)
+	env := append(append([]string{}, c.Env...), "KUBECONFIG="+kubeconfig)
+	return startInPod(c, podinit.Process{Argv: args, Env: env, Dir: c.Dir})
+}
 
-func (i *processInstance) Done() <-chan struct{}          { return i.p.Done() }
-func (i *processInstance) Stop(grace time.Duration) error { return i.p.Stop(grace) }
-func (i *processInstance) ExitCode() int                  { return exitCode(i.p.ExitErr()) }
+// startInPod starts the container's main process in its pod, its output
+// going to the container log.
+func startInPod(c *Container, proc podinit.Process) (Instance, error) {
+	logf, err := os.OpenFile(c.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	proc.Stdout, proc.Stderr = logf, logf
+	p, err := c.Sandbox.Exec(proc)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.Spec.Name, err)
+	}
+	return &podProcess{p: p}, nil
+}
+
+// podProcess is a container whose main process runs in the pod.
+type podProcess struct{ p *podinit.Proc }
+
+func (i *podProcess) Done() <-chan struct{} { return i.p.Done() }
+func (i *podProcess) ExitCode() int         { return i.p.ExitCode() }
+func (i *podProcess) Stop(grace time.Duration) error {
+	i.p.Stop(grace)
+	return nil
+}
+
+// RuntimeRunner serves the legacy python runtime API in the pod, as the
+// image's server does, on <podIP>:<first container port, default 8888>,
+// rooted at the container's working directory (/app).
+func RuntimeRunner() Runner { return runtimeRunner{} }
+
+type runtimeRunner struct{}
+
+// Image is python-runtime-sandbox: python:3.14-slim, WORKDIR /app, USER 1000.
+func (runtimeRunner) Image(*Container) Image {
+	return Image{User: 1000, WorkingDir: "/app", Env: []string{"LANG=C.UTF-8"}}
+}
+
+func (runtimeRunner) Start(_ context.Context, c *Container) (Instance, error) {
+	if c.Sandbox == nil {
+		return nil, errors.New("runtime server: the pod has no sandbox")
+	}
+	addr := net.JoinHostPort(c.PodIP, strconv.Itoa(int(c.Port(8888))))
+	return startInPod(c, podinit.RuntimeServer(addr, c.Dir, c.Env))
+}
 
 // exitCode maps a wait error to a container exit code (128+signal when signalled).
 func exitCode(err error) int {
@@ -71,54 +130,4 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return 1
-}
-
-// RuntimeRunner serves the legacy python runtime API in this process, on
-// <podIP>:<first container port, default 8888>, rooted at the container's directory.
-func RuntimeRunner() Runner {
-	return RunnerFunc(func(_ context.Context, c *Container) (Instance, error) {
-		addr := net.JoinHostPort(c.PodIP, strconv.Itoa(int(c.Port(8888))))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("runtime server for %s: %w", c.Spec.Name, err)
-		}
-		rs := &runtimeserver.Server{Root: c.Dir, Env: c.Env, Log: c.Log}
-		srv := &http.Server{Handler: rs.Handler(), ReadHeaderTimeout: 30 * time.Second}
-		inst := &serverInstance{rs: rs, srv: srv, done: make(chan struct{})}
-		fmt.Fprintf(c.Log, "runtime server listening on http://%s (root %s)\n", addr, c.Dir)
-		go func() {
-			err := srv.Serve(ln)
-			if !errors.Is(err, http.ErrServerClosed) {
-				fmt.Fprintf(c.Log, "runtime server stopped: %v\n", err)
-				inst.code = 1
-			}
-			close(inst.done)
-		}()
-		return inst, nil
-	})
-}
-
-// serverInstance is a container served by goroutines of this process.
-type serverInstance struct {
-	rs       *runtimeserver.Server
-	srv      *http.Server
-	done     chan struct{}
-	code     int
-	stopOnce sync.Once
-}
-
-func (i *serverInstance) Done() <-chan struct{} { return i.done }
-func (i *serverInstance) ExitCode() int         { return i.code }
-
-func (i *serverInstance) Stop(grace time.Duration) error {
-	i.stopOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), grace)
-		defer cancel()
-		i.rs.Close() // running commands end now: a deleted sandbox keeps nothing alive
-		if err := i.srv.Shutdown(ctx); err != nil {
-			i.srv.Close()
-		}
-	})
-	<-i.done
-	return nil
 }

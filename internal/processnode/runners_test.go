@@ -20,6 +20,8 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
 )
 
 // podIP hands out an address of the shared block for the test's lifetime.
@@ -30,6 +32,41 @@ func podIP(t *testing.T) string {
 	assert.NilError(t, err)
 	t.Cleanup(func() { b.release(ip) })
 	return ip
+}
+
+// testSandbox starts a pod sandbox with a writable /app (isolated) and
+// the given extra mounts.
+func testSandbox(t *testing.T, isolated bool, ip string, files ...podinit.Mount) *podinit.Sandbox {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{"root", "app"} {
+		assert.NilError(t, os.Mkdir(filepath.Join(dir, d), 0o755))
+	}
+	cfg := podinit.Config{Isolated: isolated, Hostname: "runner-test", PodIP: ip}
+	if isolated {
+		cfg.Root = filepath.Join(dir, "root")
+		cfg.Mounts = append([]podinit.Mount{{Source: filepath.Join(dir, "app"), Target: "/app"}}, files...)
+	}
+	var stderr syncBuffer
+	sb, err := podinit.Start(cfg, nil, &stderr)
+	assert.NilError(t, err, stderr.String())
+	t.Cleanup(sb.Kill)
+	return sb
+}
+
+// waitLog polls the file at path until it contains want, and returns it.
+func waitLog(t *testing.T, path, want string) string {
+	t.Helper()
+	var log string
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		b, _ := os.ReadFile(path)
+		log = string(b)
+		if strings.Contains(log, want) {
+			return poll.Success()
+		}
+		return poll.Continue("log so far: %q", log)
+	}, poll.WithTimeout(5*time.Second), poll.WithDelay(10*time.Millisecond))
+	return log
 }
 
 func TestRuntimeRunnerServesOnPodIP(t *testing.T) {
@@ -45,10 +82,11 @@ func TestRuntimeRunnerServesOnPodIP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ip := podIP(t)
-			log := &syncBuffer{}
+			logPath := filepath.Join(t.TempDir(), "runtime.log")
 			c := &Container{
 				Spec:  corev1.Container{Name: "runtime", Image: RuntimeImagePattern, Ports: tc.ports},
-				PodIP: ip, Dir: t.TempDir(), Log: log,
+				PodIP: ip, Dir: "/app", LogPath: logPath, Log: io.Discard,
+				Sandbox: testSandbox(t, true, ip), Isolated: true,
 			}
 			inst, err := RuntimeRunner().Start(context.Background(), c)
 			assert.NilError(t, err)
@@ -59,7 +97,7 @@ func TestRuntimeRunnerServesOnPodIP(t *testing.T) {
 				}
 			}()
 			addr := net.JoinHostPort(ip, tc.want)
-			assert.Check(t, is.Contains(log.String(), "runtime server listening on http://"+addr))
+			waitLog(t, logPath, "runtime server listening on http://"+addr+" (root /app)")
 
 			client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 			resp, err := client.Get("http://" + addr + "/")
@@ -101,10 +139,18 @@ func TestRuntimeRunnerPortTaken(t *testing.T) {
 	t.Parallel()
 	ip := podIP(t)
 	listenOn(t, ip, 8888)
-	c := &Container{Spec: corev1.Container{Name: "runtime"}, PodIP: ip, Dir: t.TempDir(), Log: io.Discard}
-	_, err := RuntimeRunner().Start(context.Background(), c)
-	assert.Check(t, is.ErrorContains(err, "runtime server for runtime"))
-	assert.Check(t, is.ErrorIs(err, syscall.EADDRINUSE))
+	logPath := filepath.Join(t.TempDir(), "runtime.log")
+	c := &Container{Spec: corev1.Container{Name: "runtime"}, PodIP: ip, Dir: "/app", LogPath: logPath, Log: io.Discard,
+		Sandbox: testSandbox(t, true, ip), Isolated: true}
+	inst, err := RuntimeRunner().Start(context.Background(), c)
+	assert.NilError(t, err)
+	select {
+	case <-inst.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the runtime server kept running with its port taken")
+	}
+	assert.Check(t, is.Equal(inst.ExitCode(), 1))
+	assert.Check(t, is.Contains(waitLog(t, logPath, "address already in use"), "sandboxtest-runtime-server: listen tcp "+ip+":8888"))
 }
 
 // The script stands in for the sandbox-router binary: it prints its working
@@ -113,6 +159,7 @@ const fakeRouterScript = `#!/bin/sh
 echo "pwd=$(pwd)"
 echo "kubeconfig=$KUBECONFIG"
 echo "extra=$EXTRA"
+echo "id=$(id -u)"
 for a in "$@"; do echo "arg=$a"; done
 echo "sleeping"
 exec sleep 30
@@ -123,8 +170,9 @@ exec sleep 30
 func TestRouterRunnerArgsAndStop(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "fake-router")
 	assert.NilError(t, os.WriteFile(bin, []byte(fakeRouterScript), 0o755))
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	assert.NilError(t, os.WriteFile(kubeconfig, []byte("apiVersion: v1\n"), 0o600))
 	ip := podIP(t)
-	dir := t.TempDir()
 	logPath := filepath.Join(t.TempDir(), "router.log")
 	c := &Container{
 		Spec: corev1.Container{
@@ -132,24 +180,22 @@ func TestRouterRunnerArgsAndStop(t *testing.T) {
 			Image: "registry.example/" + RouterImagePattern + ":v1",
 			Args:  []string{"--http-bind-address", "0.0.0.0:8080", "--zap-log-level=debug"},
 		},
-		PodIP: ip, Dir: dir, LogPath: logPath, Log: io.Discard,
-		Env:        []string{"EXTRA=from-pod", "PATH=" + os.Getenv("PATH")},
-		Kubeconfig: "/tmp/some/kubeconfig",
+		PodIP: ip, Dir: "/", LogPath: logPath, Log: io.Discard,
+		Env:        []string{"EXTRA=from-pod", "PATH=/usr/bin:/bin"},
+		Kubeconfig: kubeconfig, Isolated: true,
 	}
-	inst, err := RouterRunner(bin).Start(context.Background(), c)
+	runner := RouterRunner(bin)
+	im := runner.(Imager).Image(c)
+	assert.Check(t, is.Equal(im.User, int64(65532)))
+	for i := range im.Files {
+		im.Files[i].ReadOnly = true
+	}
+	c.Sandbox = testSandbox(t, true, ip, im.Files...)
+	inst, err := runner.Start(context.Background(), c)
 	assert.NilError(t, err)
 	defer inst.Stop(0)
 
-	var log string
-	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		b, _ := os.ReadFile(logPath)
-		log = string(b)
-		if strings.Contains(log, "sleeping\n") {
-			return poll.Success()
-		}
-		return poll.Continue("log so far: %q", log)
-	}, poll.WithTimeout(5*time.Second), poll.WithDelay(10*time.Millisecond))
-
+	log := waitLog(t, logPath, "sleeping\n")
 	var args []string
 	for _, line := range strings.Split(log, "\n") {
 		if a, ok := strings.CutPrefix(line, "arg="); ok {
@@ -166,14 +212,9 @@ func TestRouterRunnerArgsAndStop(t *testing.T) {
 		"--allow-loopback-pod-ip",
 	}
 	assert.Check(t, is.DeepEqual(args, want))
-	assert.Check(t, is.Contains(log, "pwd="+dir+"\n"))
-	assert.Check(t, is.Contains(log, "kubeconfig=/tmp/some/kubeconfig\n"))
+	assert.Check(t, is.Contains(log, "pwd=/\n"))
+	assert.Check(t, is.Contains(log, "kubeconfig="+kubeconfigPath+"\n"))
 	assert.Check(t, is.Contains(log, "extra=from-pod\n"))
-
-	pi, ok := inst.(*processInstance)
-	assert.Assert(t, ok, "%T", inst)
-	pid := pi.p.Pid()
-	assert.NilError(t, syscall.Kill(pid, 0), "the process runs")
 
 	start := time.Now()
 	assert.NilError(t, inst.Stop(2*time.Second))
@@ -184,15 +225,14 @@ func TestRouterRunnerArgsAndStop(t *testing.T) {
 		t.Fatal("Stop returned before Done closed")
 	}
 	assert.Check(t, is.Equal(inst.ExitCode(), 128+int(syscall.SIGTERM)))
-	err = syscall.Kill(pid, 0)
-	assert.Check(t, errors.Is(err, syscall.ESRCH), "process %d still exists: %v", pid, err)
 }
 
 func TestRouterRunnerMissingBinary(t *testing.T) {
 	t.Parallel()
-	c := &Container{Spec: corev1.Container{Name: "router"}, PodIP: "127.0.0.1", Dir: t.TempDir(), LogPath: filepath.Join(t.TempDir(), "log")}
+	c := &Container{Spec: corev1.Container{Name: "router"}, PodIP: "127.0.0.1", Dir: t.TempDir(), LogPath: filepath.Join(t.TempDir(), "log"),
+		Sandbox: testSandbox(t, false, "127.0.0.1")}
 	_, err := RouterRunner(filepath.Join(t.TempDir(), "no-such-router")).Start(context.Background(), c)
-	assert.Check(t, is.ErrorIs(err, os.ErrNotExist))
+	assert.Check(t, is.ErrorContains(err, "no such file or directory"))
 }
 
 func TestExitCode(t *testing.T) {

@@ -1,7 +1,8 @@
 // Package runtimeserver is a Go re-implementation of the HTTP API served by
 // agent-sandbox's python runtime (examples/python-runtime-sandbox/main.py),
-// for sandboxes that run as local processes. Status codes and JSON shapes
-// follow upstream so that the upstream Go client works unchanged.
+// for the local node's sandboxes: it runs inside the pod as its main process
+// (podinit's runtime server role), rooted at /app. Status codes and JSON
+// shapes follow upstream so that the upstream Go client works unchanged.
 package runtimeserver
 
 import (

@@ -1,0 +1,193 @@
+package podinit
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
+)
+
+// start builds an isolated sandbox whose writable /app is a temp dir.
+func start(t *testing.T, uid int) (*Sandbox, string) {
+	t.Helper()
+	if err := Check(); err != nil {
+		t.Fatalf("user namespaces are not available here: %v", err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"root", "app", "tmp"} {
+		assert.NilError(t, os.Mkdir(filepath.Join(dir, d), 0o755))
+	}
+	var stderr bytes.Buffer
+	sb, err := Start(Config{
+		Isolated: true, Root: filepath.Join(dir, "root"), Hostname: "test-pod", PodIP: "127.0.0.9",
+		UID: uid, GID: uid, PidsLimit: 512,
+		Mounts: []Mount{{Source: filepath.Join(dir, "app"), Target: "/app"}, {Source: filepath.Join(dir, "tmp"), Target: "/tmp"}},
+	}, nil, &stderr)
+	assert.NilError(t, err, stderr.String())
+	t.Cleanup(sb.Kill)
+	return sb, dir
+}
+
+// run runs argv in sb and returns its output and exit code.
+func run(t *testing.T, sb *Sandbox, argv ...string) (string, int) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	assert.NilError(t, err)
+	p, err := sb.Exec(Process{Argv: argv, Env: []string{"PATH=" + defaultPath, "FOO=bar"}, Dir: "/app", Stdout: w, Stderr: w})
+	w.Close()
+	assert.NilError(t, err)
+	var out bytes.Buffer
+	_, _ = out.ReadFrom(r)
+	r.Close()
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%v did not exit", argv)
+	}
+	return out.String(), p.ExitCode()
+}
+
+func TestSandboxView(t *testing.T) {
+	for _, uid := range []int{0, 1000} {
+		t.Run(map[int]string{0: "root", 1000: "uid 1000"}[uid], func(t *testing.T) {
+			sb, dir := start(t, uid)
+			out, code := run(t, sb, "sh", "-c", "hostname; pwd; id -u; echo $FOO; env | sort | tr '\\n' ' '")
+			assert.Equal(t, code, 0, out)
+			lines := strings.Split(out, "\n")
+			assert.Check(t, is.Equal(lines[0], "test-pod"))
+			assert.Check(t, is.Equal(lines[1], "/app"))
+			assert.Check(t, is.Equal(lines[2], map[int]string{0: "0", 1000: "1000"}[uid]))
+			assert.Check(t, is.Equal(lines[3], "bar"))
+			assert.Check(t, is.Equal(lines[4], "FOO=bar PATH="+defaultPath+" PWD=/app "))
+
+			out, code = run(t, sb, "sh", "-c", "echo hi > /app/f && cat /app/f")
+			assert.Check(t, is.Equal(code, 0), out)
+			data, err := os.ReadFile(filepath.Join(dir, "app", "f"))
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(string(data), "hi\n"))
+
+			for _, p := range []string{"/usr/x", "/etc/x", "/x", "/bin/x"} {
+				out, code = run(t, sb, "sh", "-c", "echo x > "+p)
+				assert.Check(t, code != 0, "writing %s succeeded: %s", p, out)
+			}
+			for _, p := range []string{"/root", "/home", "/work", dir} {
+				_, code = run(t, sb, "ls", p)
+				assert.Check(t, code != 0, "%s is visible", p)
+			}
+			out, code = run(t, sb, "ls", "/proc")
+			assert.Check(t, is.Equal(code, 0))
+			for _, p := range []string{"/proc/sysrq-trigger", "/proc/sys/kernel/domainname"} {
+				out, code = run(t, sb, "sh", "-c", "echo x > "+p)
+				assert.Check(t, code != 0, "wrote %s: %s", p, out)
+			}
+			out, _ = run(t, sb, "sh", "-c", "ls /proc | grep -c '^[0-9]'")
+			assert.Check(t, is.Equal(out, "4\n"), "processes beyond the pod are visible (only the init, sh, ls and grep run)")
+			out, code = run(t, sb, "sh", "-c", "mount -t tmpfs x /app; umount /usr")
+			assert.Check(t, code != 0, "mounts can be changed: %s", out)
+			out, code = run(t, sb, "/usr/bin/python3", "-c", "print(6*7)")
+			assert.Check(t, is.Equal(out, "42\n"))
+		})
+	}
+}
+
+func TestSandboxKillEndsEverything(t *testing.T) {
+	sb, _ := start(t, 0)
+	out, code := run(t, sb, "sh", "-c", "exec >/dev/null 2>&1; sleep 600 & setsid sleep 601 & (sleep 602 &) ; echo started")
+	assert.Equal(t, code, 0, out)
+	long, err := sb.Exec(Process{Argv: []string{"sleep", "603"}, Dir: "/"})
+	assert.NilError(t, err)
+	var pids []int
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if pids = sleepers(t); len(pids) >= 4 {
+			return poll.Success()
+		}
+		return poll.Continue("sleepers: %v", pids)
+	})
+	sb.Kill()
+	<-long.Done()
+	assert.Check(t, is.Equal(long.ExitCode(), 128+int(syscall.SIGKILL)))
+	for _, pid := range pids {
+		err := syscall.Kill(pid, 0)
+		assert.Check(t, err == syscall.ESRCH, "pid %d survives its pod: %v", pid, err)
+	}
+}
+
+// sleepers finds host pids of "sleep 60x" processes.
+func sleepers(t *testing.T) []int {
+	t.Helper()
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(string(b), "sleep\x0060") {
+			var pid int
+			for _, c := range e.Name() {
+				pid = pid*10 + int(c-'0')
+			}
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// BenchmarkSandboxStart measures starting a pod init with its filesystem
+// view and killing it: go test -bench . ./internal/podinit
+func BenchmarkSandboxStart(b *testing.B) {
+	for _, isolated := range []bool{false, true} {
+		b.Run(map[bool]string{false: "unisolated", true: "isolated"}[isolated], func(b *testing.B) {
+			dir := b.TempDir()
+			app := filepath.Join(dir, "app")
+			if err := os.Mkdir(app, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; b.Loop(); i++ {
+				cfg := Config{Isolated: isolated, Hostname: "bench", UID: 1000, GID: 1000}
+				if isolated {
+					cfg.Root = filepath.Join(dir, "root"+strconv.Itoa(i))
+					if err := os.Mkdir(cfg.Root, 0o755); err != nil {
+						b.Fatal(err)
+					}
+					cfg.Mounts = []Mount{{Source: app, Target: "/app"}}
+				}
+				sb, err := Start(cfg, nil, os.Stderr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sb.Kill()
+			}
+		})
+	}
+}
+
+// BenchmarkExecTrue measures starting `true` through the init and waiting
+// for its exit.
+func BenchmarkExecTrue(b *testing.B) {
+	dir := b.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	sb, err := Start(Config{Isolated: true, Root: root, Hostname: "bench"}, nil, os.Stderr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Kill()
+	for b.Loop() {
+		p, err := sb.Exec(Process{Argv: []string{"/bin/true"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-p.Done()
+	}
+}

@@ -1,0 +1,308 @@
+package podinit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sandbox is the node's handle on a running pod init.
+type Sandbox struct {
+	pid  int
+	c    *conn
+	done chan struct{} // closed when the init has exited (and with it every process of the pod)
+
+	mu      sync.Mutex
+	nextID  int
+	procs   map[int]*Proc
+	waiting map[int]chan message // exec requests awaiting started/error
+	err     error                // why the init ended, once done
+}
+
+// Proc is a process the init started in the pod.
+type Proc struct {
+	sb   *Sandbox
+	id   int
+	pid  int // in the pod's PID namespace
+	done chan struct{}
+	code int
+}
+
+// Process describes a process to start in the pod.
+type Process struct {
+	Argv []string
+	Env  []string // the whole environment; nothing is inherited
+	Dir  string   // working directory inside the pod
+	// Self runs the node's own binary in the role named by Argv[0] (the
+	// runtime server), which is not visible inside the pod.
+	Self bool
+	// Stdin, Stdout and Stderr are passed to the process as they are; nil
+	// means /dev/null.
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Namespaces are the ones every isolated pod gets. The network namespace
+// comes with the cluster network: a helper living in the cluster's user and
+// network namespaces will call Start with CLONE_NEWNET added, and pass the
+// Sandbox's socket back to the node; nothing else here changes.
+const Namespaces = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+
+// initCaps are the capabilities an init running as a non-root container
+// user keeps across its exec (ambient): enough to build the view and to
+// limit what its children get.
+var initCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_DAC_OVERRIDE, unix.CAP_SYS_CHROOT}
+
+// sysProcAttr is how an init is cloned: in new namespaces with the node's
+// user mapped to the container's, or (not isolated) as a plain child.
+func sysProcAttr(isolated bool, uid, gid int) *syscall.SysProcAttr {
+	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
+	if !isolated {
+		return attr
+	}
+	attr.Cloneflags = Namespaces
+	attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: os.Getuid(), Size: 1}}
+	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: os.Getgid(), Size: 1}}
+	// Root may drop its supplementary groups; anyone else must deny setgroups
+	// before writing a gid map, and keeps them.
+	root := os.Getuid() == 0
+	attr.GidMappingsEnableSetgroups = root
+	attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: !root}
+	if uid != 0 {
+		attr.AmbientCaps = initCaps
+	}
+	return attr
+}
+
+// Start starts a pod init with cfg. place, when set, runs with the init's
+// host pid before the init does anything (to put it into cgroups). stderr
+// receives the init's own complaints. Start returns once the view is built.
+func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("podinit: socketpair: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(pair[0]), "pod-init"), os.NewFile(uintptr(pair[1]), "pod-init")
+	defer theirs.Close()
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{roleInit, cfg.Hostname},
+		Env:         []string{},
+		ExtraFiles:  []*os.File{theirs}, // fd 3
+		Stderr:      stderr,
+		SysProcAttr: sysProcAttr(cfg.Isolated, cfg.UID, cfg.GID),
+	}
+	sb := &Sandbox{c: newConn(ours), done: make(chan struct{}), procs: map[int]*Proc{}, waiting: map[int]chan message{}}
+	started := make(chan error, 1)
+	// Pdeathsig follows the thread that forked: fork from a locked thread
+	// that stays blocked in Wait for as long as the init lives.
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		werr := cmd.Wait()
+		sb.ended(werr)
+	}()
+	if err := <-started; err != nil {
+		ours.Close()
+		return nil, fmt.Errorf("podinit: starting the pod init: %w", err)
+	}
+	sb.pid = cmd.Process.Pid
+	fail := func(err error) (*Sandbox, error) {
+		sb.Kill()
+		ours.Close()
+		return nil, err
+	}
+	if place != nil {
+		if err := place(sb.pid); err != nil {
+			return fail(err)
+		}
+	}
+	if err := sb.c.send(message{Op: opConfig, Config: &cfg}); err != nil {
+		return fail(fmt.Errorf("podinit: sending the config: %w", err))
+	}
+	m, _, err := sb.c.recv()
+	switch {
+	case err != nil:
+		<-sb.done
+		return fail(fmt.Errorf("podinit: the pod init ended before it was ready (%v)", sb.err))
+	case m.Op == opError:
+		return fail(fmt.Errorf("podinit: building the pod: %s", m.Error))
+	case m.Op != opReady:
+		return fail(fmt.Errorf("podinit: unexpected %q from the pod init", m.Op))
+	}
+	go sb.readLoop()
+	return sb, nil
+}
+
+// Pid is the init's process id on the host.
+func (s *Sandbox) Pid() int { return s.pid }
+
+// Done is closed when the init, and every process of the pod, has ended.
+func (s *Sandbox) Done() <-chan struct{} { return s.done }
+
+// Kill ends the init, which ends every process in the pod's PID namespace,
+// and waits for it. Idempotent.
+func (s *Sandbox) Kill() {
+	_ = syscall.Kill(s.pid, syscall.SIGKILL)
+	<-s.done
+}
+
+func (s *Sandbox) ended(err error) {
+	s.mu.Lock()
+	s.err = err
+	procs := s.procs
+	s.procs = map[int]*Proc{}
+	for id, ch := range s.waiting {
+		ch <- message{Op: opError, Error: fmt.Sprintf("the pod init ended (%v)", err)}
+		delete(s.waiting, id)
+	}
+	s.mu.Unlock()
+	for _, p := range procs {
+		p.code = 128 + int(syscall.SIGKILL)
+		close(p.done)
+	}
+	close(s.done)
+}
+
+// readLoop dispatches the init's replies until it closes the socket.
+func (s *Sandbox) readLoop() {
+	for {
+		m, files, err := s.c.recv()
+		closeAll(files)
+		if err != nil {
+			s.c.f.Close() // the init ended; ended() tells the waiters
+			return
+		}
+		s.mu.Lock()
+		switch m.Op {
+		case opStarted, opError:
+			if ch, ok := s.waiting[m.ID]; ok {
+				delete(s.waiting, m.ID)
+				ch <- m
+			}
+		case opExited:
+			if p, ok := s.procs[m.ID]; ok {
+				delete(s.procs, m.ID)
+				p.code = m.Code
+				close(p.done)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Exec starts p in the pod and returns once it runs.
+func (s *Sandbox) Exec(p Process) (*Proc, error) {
+	if len(p.Argv) == 0 {
+		return nil, errors.New("podinit: no command")
+	}
+	var devnull *os.File
+	stdio := []*os.File{p.Stdin, p.Stdout, p.Stderr}
+	for i, f := range stdio {
+		if f == nil {
+			if devnull == nil {
+				var err error
+				if devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+					return nil, err
+				}
+				defer devnull.Close()
+			}
+			stdio[i] = devnull
+		}
+	}
+	ch := make(chan message, 1)
+	s.mu.Lock()
+	select {
+	case <-s.done:
+		s.mu.Unlock()
+		return nil, fmt.Errorf("podinit: the pod has ended (%v)", s.err)
+	default:
+	}
+	s.nextID++
+	proc := &Proc{sb: s, id: s.nextID, done: make(chan struct{})}
+	s.waiting[proc.id] = ch
+	s.procs[proc.id] = proc // before the request: its exit may come right after "started"
+	s.mu.Unlock()
+	err := s.c.send(message{Op: opExec, ID: proc.id, Argv: p.Argv, Env: p.Env, Dir: p.Dir, Self: p.Self}, stdio...)
+	if err != nil {
+		s.forget(proc.id)
+		return nil, fmt.Errorf("podinit: asking the pod init to start %q: %w", p.Argv[0], err)
+	}
+	m := <-ch
+	if m.Op == opError {
+		s.forget(proc.id)
+		return nil, errors.New(m.Error)
+	}
+	proc.pid = m.Pid
+	return proc, nil
+}
+
+func (s *Sandbox) forget(id int) {
+	s.mu.Lock()
+	delete(s.waiting, id)
+	delete(s.procs, id)
+	s.mu.Unlock()
+}
+
+// Pid is the process id inside the pod.
+func (p *Proc) Pid() int { return p.pid }
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// ExitCode is the exit status, 128+signal when killed; valid once Done is closed.
+func (p *Proc) ExitCode() int { return p.code }
+
+// Signal sends sig to the process's group (each process starts its own session).
+func (p *Proc) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	return p.sb.c.send(message{Op: opSignal, ID: p.id, Signal: int(sig)})
+}
+
+// Stop sends SIGTERM, then SIGKILL after grace (at once when grace <= 0),
+// and waits for the process to exit.
+func (p *Proc) Stop(grace time.Duration) {
+	if grace > 0 {
+		_ = p.Signal(syscall.SIGTERM)
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Check reports whether this machine lets this user create the namespaces
+// of an isolated pod, by starting a child in them that exits at once.
+func Check() error {
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{roleCheck}, Env: []string{},
+		SysProcAttr: sysProcAttr(true, 0, 0)}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if len(out) > 0 {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,232 @@
+package processnode
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
+)
+
+// UnisolatedEnv, set to 1, runs pods without namespaces, as processes of
+// the developer in the developer's filesystem (the node warns on every run).
+const UnisolatedEnv = "SANDBOXTEST_UNISOLATED"
+
+// Image is what a container image would bring: its user, working
+// directory, environment and files. There are no images locally; a Runner
+// that implements Imager says what its image would hold.
+type Image struct {
+	User, Group int64
+	WorkingDir  string
+	Env         []string        // under the container's own env
+	Files       []podinit.Mount // read-only, e.g. the image's binary
+}
+
+// Imager is implemented by runners whose image has defaults.
+type Imager interface {
+	Image(c *Container) Image
+}
+
+// imageOf returns the image defaults of the container's runner.
+func (p *Provider) imageOf(c *Container) Image {
+	if r, ok := p.runners.Lookup(c.Spec.Image); ok {
+		if im, ok := r.(Imager); ok {
+			return im.Image(c)
+		}
+	}
+	return Image{}
+}
+
+// sandboxUser is the pod's user: the first container's runAsUser, the
+// pod's, the image's, else root. One pod has one user namespace.
+func sandboxUser(pod *corev1.Pod, im Image) (uid, gid int64) {
+	uid, gid = im.User, im.Group
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			uid = *sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			gid = *sc.RunAsGroup
+		}
+	}
+	if len(pod.Spec.Containers) > 0 {
+		if sc := pod.Spec.Containers[0].SecurityContext; sc != nil {
+			if sc.RunAsUser != nil {
+				uid = *sc.RunAsUser
+			}
+			if sc.RunAsGroup != nil {
+				gid = *sc.RunAsGroup
+			}
+		}
+	}
+	return uid, gid
+}
+
+// workingDir is where the container's processes start: the spec's, the
+// image's, else /.
+func workingDir(c corev1.Container, im Image) string {
+	if c.WorkingDir != "" {
+		return path.Clean(c.WorkingDir)
+	}
+	if im.WorkingDir != "" {
+		return im.WorkingDir
+	}
+	return "/"
+}
+
+// startSandbox starts the pod's init and builds its filesystem view: the
+// working directories and /tmp backed by the pod's folder, each volume, each
+// image's files. It fills in every container's working directory and env.
+func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
+	p := r.p
+	if p.sandboxErr != nil {
+		return nil, p.sandboxErr
+	}
+	var mounts []podinit.Mount
+	add := func(m podinit.Mount) error {
+		for _, o := range mounts {
+			if o.Target == m.Target {
+				if o.Source != m.Source || o.Tmpfs != m.Tmpfs {
+					return fmt.Errorf("two containers mount different things at %s; the local node gives a pod one filesystem view", m.Target)
+				}
+				return nil
+			}
+		}
+		mounts = append(mounts, m)
+		return nil
+	}
+	hostDir := func(name string) (string, error) {
+		d := filepath.Join(r.dir, name)
+		return d, os.MkdirAll(d, 0o755)
+	}
+	vols, err := p.prepareVolumes(ctx, r.pod, r.dir)
+	if err != nil {
+		return nil, err
+	}
+	var uid, gid int64
+	for i, c := range r.containers {
+		im := p.imageOf(&Container{Pod: r.pod, Spec: c.spec, PodIP: r.ip, Kubeconfig: p.cfg.Kubeconfig})
+		if i == 0 {
+			uid, gid = sandboxUser(r.pod, im)
+		}
+		c.workDir = workingDir(c.spec, im)
+		c.env = containerEnv(c.spec, im, uid)
+		if !p.isolated {
+			// Today's unconfined behaviour: the host's filesystem, a host folder as the working directory.
+			if c.workDir, err = hostDir(c.spec.Name); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if c.workDir != "/" {
+			src, err := hostDir(filepath.Join("fs", c.workDir))
+			if err != nil {
+				return nil, err
+			}
+			if err := add(podinit.Mount{Source: src, Target: c.workDir}); err != nil {
+				return nil, err
+			}
+		}
+		for _, f := range im.Files {
+			f.ReadOnly = true
+			if err := add(f); err != nil {
+				return nil, err
+			}
+		}
+		vm, err := p.containerMounts(r.pod, c.spec, vols)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range vm {
+			if err := add(m); err != nil {
+				return nil, fmt.Errorf("container %s: %w", c.spec.Name, err)
+			}
+		}
+	}
+	cfg := podinit.Config{Isolated: p.isolated, Hostname: r.pod.Name, PodIP: r.ip, UID: int(uid), GID: int(gid), Mounts: mounts}
+	if p.isolated {
+		tmp, err := hostDir("tmp")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(tmp, 0o1777); err != nil {
+			return nil, err
+		}
+		cfg.Mounts = append(cfg.Mounts, podinit.Mount{Source: tmp, Target: "/tmp"})
+		if uid == 0 {
+			home, err := hostDir("home")
+			if err != nil {
+				return nil, err
+			}
+			cfg.Home = "/root"
+			cfg.Mounts = append(cfg.Mounts, podinit.Mount{Source: home, Target: "/root"})
+		}
+		if cfg.Root, err = hostDir("root"); err != nil {
+			return nil, err
+		}
+	}
+	var place func(int) error
+	if p.limits != nil {
+		if p.limits.rlim {
+			cfg.PidsLimit = int(p.limits.pids)
+		} else {
+			specs := make([]corev1.Container, len(r.containers))
+			for i, c := range r.containers {
+				specs[i] = c.spec
+			}
+			g, err := p.limits.create(string(r.pod.UID), specs)
+			if err != nil {
+				return nil, err
+			}
+			r.group = g
+			place = g.place
+		}
+	}
+	var stderr bytes.Buffer
+	sb, err := podinit.Start(cfg, place, &stderr)
+	if err != nil {
+		if s := strings.TrimSpace(stderr.String()); s != "" {
+			err = fmt.Errorf("%w: %s", err, s)
+		}
+		return nil, err
+	}
+	return sb, nil
+}
+
+// containerEnv is the image's defaults (PATH, HOME) under the container's
+// env, which virtual-kubelet has already resolved (fieldRef, configMap and
+// secret refs). Nothing comes from the node's environment.
+func containerEnv(c corev1.Container, im Image, uid int64) []string {
+	home := "/"
+	if uid == 0 {
+		home = "/root"
+	}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home}
+	env = append(env, im.Env...)
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	return dedupEnv(env)
+}
+
+// dedupEnv keeps the last value of each variable, in first-seen order.
+func dedupEnv(env []string) []string {
+	idx := map[string]int{}
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
