@@ -24,6 +24,7 @@ type podRun struct {
 	containers []*containerRun
 	failReason string // set when the pod cannot run at all
 	failMsg    string
+	volumes    map[string]string // each volume's prepared host directory, by volume name
 	deleting   bool
 	grace      time.Duration // of the stop under way, once deleting
 	startTime  metav1.Time

@@ -83,7 +83,8 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		}
 	}
 	if r.failReason == "" {
-		if _, err := p.prepareVolumes(ctx, pod, r.dir); err != nil {
+		var err error
+		if r.volumes, err = p.prepareVolumes(ctx, pod, r.dir); err != nil {
 			r.failReason, r.failMsg = "FailedMount", err.Error()
 		}
 	}

@@ -105,10 +105,8 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 		d := filepath.Join(r.dir, name)
 		return d, os.MkdirAll(d, 0o755)
 	}
-	vols, err := p.prepareVolumes(ctx, r.pod, r.dir)
-	if err != nil {
-		return nil, err
-	}
+	vols := r.volumes // prepared when the pod was created
+	var err error
 	var uid, gid int64
 	for i, c := range r.containers {
 		im := p.imageOf(&Container{Pod: r.pod, Spec: c.spec, PodIP: r.ip, Kubeconfig: p.cfg.Kubeconfig})
