@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"testing"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -19,6 +20,10 @@ import (
 	"github.com/agentsandbox/go-sandboxtest/sandboxtest"
 	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
+
+// TestMain prepares the cluster the examples run against, as a suite's
+// TestMain does.
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 // newExampleT is what an Example has instead of the test's t.
 func newExampleT(name string) *fixtures.Standalone {
