@@ -16,6 +16,7 @@ import (
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/poll"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/localserve"
 	"github.com/agentsandbox/go-sandboxtest/internal/localstate"
 	"github.com/agentsandbox/go-sandboxtest/sandboxtest"
 )
@@ -81,19 +82,20 @@ func TestKilledTestBinaryLeavesNoCluster(t *testing.T) {
 	case <-time.After(15 * time.Minute):
 		t.Fatalf("the child did not report a running cluster within 15m; its stderr:\n%s", stderr.String())
 	}
-	assert.Assert(t, strings.HasPrefix(filepath.Base(rep.Dir), "sandboxtest-local-"), "the child reused a cluster (%s) instead of starting one", rep.Dir)
+	assert.Assert(t, strings.HasPrefix(filepath.Base(rep.Dir), localserve.DirPrefix), "the child reused a cluster (%s) instead of starting one", rep.Dir)
 	servePid, ok := localstate.ServingPid(rep.Dir)
 	assert.Assert(t, ok, "no serving process in %s", rep.Dir)
 
 	procs := descendants(cmd.Process.Pid)
-	var names []string
+	names := map[string]bool{}
 	for _, p := range procs {
-		names = append(names, p.comm)
+		names[p.comm] = true
 	}
 	assert.Assert(t, procs[servePid].comm != "", "serve process %d is not a descendant of the test binary: %v", servePid, names)
-	// serve, etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-	// agent-sandbox-controller, the router and the sandbox's runtime.
-	assert.Assert(t, len(procs) >= 8, "expected the whole cluster under the test binary, got %v", names)
+	// comm is cut at 15 bytes. The sandbox runtimes run inside serve.
+	for _, want := range []string{"sandboxtest-set", "etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "agent-sandbox-c", "sandbox-router"} {
+		assert.Assert(t, names[want], "no %s under the test binary: %v", want, names)
+	}
 
 	assert.NilError(t, cmd.Process.Kill())
 	_ = cmd.Wait()

@@ -7,12 +7,12 @@ package localserve
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +23,7 @@ import (
 
 // DirPrefix starts the name of every temporary state directory, in
 // os.TempDir(), of a cluster this package runs.
-const DirPrefix = "sandboxtest-local-"
+const DirPrefix = "sandboxtest-serve-"
 
 // heartbeat is the longest a wait goes without a line.
 const heartbeat = 15 * time.Second
@@ -183,21 +183,20 @@ func (s *Server) Stop() error {
 }
 
 // Sweep removes the state directories, in os.TempDir(), of clusters whose
-// serving process is gone (killed before it could clean up), and returns
-// what it removed. A directory without a pid file is left alone for its
-// first ten minutes: its child may be about to write one.
+// serving process died without cleaning up (killed itself), and returns what
+// it removed. Only a directory whose pid file names a dead process goes: a
+// directory without one may belong to a child about to write it.
 func Sweep() []string {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), DirPrefix+"*"))
 	var removed []string
 	for _, d := range dirs {
-		if _, ok := localstate.ServingPid(d); ok {
+		data, err := os.ReadFile(filepath.Join(d, localstate.PidFile))
+		if err != nil {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(d, localstate.PidFile)); errors.Is(err, os.ErrNotExist) {
-			fi, err := os.Stat(d)
-			if err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
-				continue
-			}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || localstate.ProcessAlive(pid) {
+			continue
 		}
 		if os.RemoveAll(d) == nil {
 			removed = append(removed, d)
