@@ -21,9 +21,16 @@ import (
 	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
-// TestMain prepares the cluster the examples run against, as a suite's
-// TestMain does.
-func TestMain(m *testing.M) { sandboxtest.Main(m) }
+// TestMain runs the Examples as a suite runs its tests, through
+// sandboxtest.Main; this repository's own runs always use a local cluster
+// (whatever kubeconfig or CI variable the machine has) unless
+// SANDBOXTEST_LOCAL says otherwise.
+func TestMain(m *testing.M) {
+	if os.Getenv("SANDBOXTEST_LOCAL") == "" {
+		os.Setenv("SANDBOXTEST_LOCAL", "1")
+	}
+	sandboxtest.Main(m)
+}
 
 // newExampleT is what an Example has instead of the test's t.
 func newExampleT(name string) *fixtures.Standalone {

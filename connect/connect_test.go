@@ -22,13 +22,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
-	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/localserve"
+	"github.com/agentsandbox/go-sandboxtest/internal/setupbin"
 )
 
 const (
@@ -49,7 +51,7 @@ var (
 )
 
 type testCluster struct {
-	c   *localcluster.Cluster
+	c   *localserve.Server // a child process: this binary does not link the cluster
 	cfg *rest.Config
 	cs  kubernetes.Interface
 	gw  gwclient.Interface
@@ -104,14 +106,23 @@ func startCluster() (*testCluster, error) {
 		return nil, err
 	}
 	started := time.Now()
-	c, err := localcluster.Start(ctx, localcluster.Options{Dir: clusterDir, Log: os.Stderr}, nil)
+	setup, err := setupbin.Ensure(ctx, setupbin.Options{Log: os.Stderr})
 	if err != nil {
 		return nil, err
 	}
-	tc := &testCluster{c: c, cfg: c.RESTConfig,
-		cs:  kubernetes.NewForConfigOrDie(c.RESTConfig),
-		gw:  gwclient.NewForConfigOrDie(c.RESTConfig),
-		ext: extclient.NewForConfigOrDie(c.RESTConfig),
+	c, err := localserve.Start(ctx, localserve.Options{Setup: setup, Dir: clusterDir, Log: os.Stderr, Waiting: os.Stderr})
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	tc := &testCluster{c: c, cfg: cfg,
+		cs:  kubernetes.NewForConfigOrDie(cfg),
+		gw:  gwclient.NewForConfigOrDie(cfg),
+		ext: extclient.NewForConfigOrDie(cfg),
 	}
 	theCluster = tc // so TestMain stops it even if the rest fails
 	if err := tc.deployRouter(ctx, testNS, kube.RouterDeployment, kube.RouterService, kube.RouterAppValue, routerPods); err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/agentsandbox/go-sandboxtest/connect"
 	"github.com/agentsandbox/go-sandboxtest/internal/deploy"
 	"github.com/agentsandbox/go-sandboxtest/internal/envflag"
-	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 	"github.com/agentsandbox/go-sandboxtest/tracing"
 )
 
@@ -139,34 +138,19 @@ func kubeconfigConfigured() bool {
 }
 
 // prepareLocal points KUBECONFIG at a ready local cluster with the router
-// and templates deployed, and returns what undoes it.
+// and templates deployed, and returns what undoes it. Where the local
+// cluster cannot run (off Linux), it says so and leaves KUBECONFIG alone.
+//
+// The deploy stays here rather than in the serving process: it is light
+// (client-go only), it deploys the templates embedded in the version of this
+// module the tests were built with into SANDBOXTEST_NAMESPACE as the tests
+// see it, and a cluster from `sandboxtest-setup local up` needs it too.
 func prepareLocal() (stop func(), err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a first build takes minutes
 	defer cancel()
-	stop = func() {}
-	var kubeconfig string
-	if dir, derr := localcluster.DefaultDir(); derr == nil {
-		if st := localcluster.GetStatus(ctx, dir); st.Ready {
-			kubeconfig = st.Kubeconfig
-			stderrProgressf("sandboxtest: using the local cluster in %s (pid %d)", dir, st.Pid)
-		}
-	}
-	if kubeconfig == "" {
-		dir, err := os.MkdirTemp("", "sandboxtest-local-")
-		if err != nil {
-			return nil, err
-		}
-		c, err := localcluster.Start(ctx, localcluster.Options{Dir: dir, Log: os.Stderr}, nil)
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		kubeconfig = c.Kubeconfig
-		stop = func() {
-			connect.CloseShared() // the tunnel goes before its cluster
-			c.Stop()
-			os.RemoveAll(dir)
-		}
+	kubeconfig, stop, err := startLocal(ctx)
+	if err != nil || kubeconfig == "" {
+		return stop, err
 	}
 	if err := os.Setenv("KUBECONFIG", kubeconfig); err != nil {
 		stop()

@@ -14,6 +14,7 @@ import (
 func localCommand() *command {
 	var dir string
 	var timeout time.Duration
+	var serve localcluster.ServeOptions
 	dirFlag := func(fs *flag.FlagSet) {
 		def, err := localcluster.DefaultDir()
 		if err != nil {
@@ -107,10 +108,14 @@ func localCommand() *command {
 			},
 			{
 				name:    "serve",
-				summary: "run the local cluster in the foreground until interrupted (what 'up' starts)",
-				flags:   dirFlag,
+				summary: "run the local cluster in the foreground until interrupted (what 'up' and sandboxtest.Main start)",
+				flags: func(fs *flag.FlagSet) {
+					dirFlag(fs)
+					fs.BoolVar(&serve.ExitWithStdin, "exit-with-stdin", false, "also stop when standard input closes (the parent process holding it is done or gone)")
+					fs.BoolVar(&serve.RemoveDir, "remove-dir", false, "remove the whole state directory, log included, on the way down (a temporary directory)")
+				},
 				run: func(ctx context.Context, _ *flag.FlagSet, _ io.Writer) error {
-					return localcluster.Serve(ctx, localcluster.Options{Dir: dir, Log: os.Stderr})
+					return localcluster.Serve(ctx, localcluster.Options{Dir: dir, Log: os.Stderr}, serve)
 				},
 			},
 		},

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/modfile"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/localstate"
 )
 
 // Pinned versions. Changing one changes the cache key, so the next start rebuilds.
@@ -113,16 +115,7 @@ type Builder struct {
 }
 
 // DefaultCacheDir is $SANDBOXTEST_CACHE, else os.UserCacheDir()/sandboxtest.
-func DefaultCacheDir() (string, error) {
-	if d := os.Getenv("SANDBOXTEST_CACHE"); d != "" {
-		return d, nil
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory (%v); set SANDBOXTEST_CACHE", err)
-	}
-	return filepath.Join(d, "sandboxtest"), nil
-}
+func DefaultCacheDir() (string, error) { return localstate.DefaultCacheDir() }
 
 func (b *Builder) defaults() error {
 	if b.Log == nil {

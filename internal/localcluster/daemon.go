@@ -2,7 +2,6 @@ package localcluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,44 +16,74 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/localstate"
 )
 
 // A background local cluster, as `sandboxtest-setup local up` runs it: one
-// serving process per state directory, found again through files in it.
+// serving process per state directory, found again through files in it
+// (named in internal/localstate, which the test library reads too).
 const (
-	pidFile   = "serve.pid"
-	readyFile = "ready"
-	serveLog  = "serve.log"
+	pidFile   = localstate.PidFile
+	readyFile = localstate.ReadyFile
+	serveLog  = localstate.LogFile
 )
 
-// DefaultDir is where `local up` keeps its cluster: <cache>/local.
-func DefaultDir() (string, error) {
-	d, err := DefaultCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(d, "local"), nil
-}
+// DefaultDir is where `local up` keeps its cluster: $SANDBOXTEST_LOCAL_DIR, else <cache>/local.
+func DefaultDir() (string, error) { return localstate.DefaultDir() }
 
 // KubeconfigPath is the kubeconfig a cluster in dir writes.
-func KubeconfigPath(dir string) string { return filepath.Join(dir, "kubeconfig") }
+func KubeconfigPath(dir string) string { return localstate.KubeconfigPath(dir) }
 
-// Serve runs the cluster in dir in the foreground until ctx ends or
-// SIGINT/SIGTERM arrives, then stops it and removes dir's state.
-func Serve(ctx context.Context, opts Options) error {
+// ServeOptions configure Serve beyond the cluster's Options.
+type ServeOptions struct {
+	// ExitWithStdin stops the cluster when standard input reaches end of
+	// file: the parent that holds its other end closed it or died (a
+	// backstop to the parent-death signal, which only Linux has).
+	ExitWithStdin bool
+	// RemoveDir removes the whole state directory on the way down, log
+	// included: it is the temporary directory of a test binary.
+	RemoveDir bool
+}
+
+// Serve runs the cluster in dir in the foreground until ctx ends,
+// SIGINT/SIGTERM arrives or (with ExitWithStdin) stdin closes, then stops
+// it and removes dir's state.
+func Serve(ctx context.Context, opts Options, so ServeOptions) (err error) {
+	// First, so that a parent dying right now still gets a clean stop.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// The output may go to a pipe whose reader died with the parent: a
+	// write then fails instead of killing this process mid-cleanup.
+	signal.Ignore(syscall.SIGPIPE)
+	if so.ExitWithStdin {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			fmt.Fprintln(opts.Log, "sandboxtest: standard input closed (the parent is gone or done)")
+			cancel()
+		}()
+	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return err
 	}
 	if pid, ok := servingPid(opts.Dir); ok && pid != os.Getpid() {
 		return fmt.Errorf("a local cluster already runs in %s (pid %d); run: sandboxtest-setup local down --dir %s", opts.Dir, pid, opts.Dir)
 	}
+	if so.RemoveDir {
+		defer func() {
+			if rerr := os.RemoveAll(opts.Dir); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
 	_ = os.Remove(filepath.Join(opts.Dir, readyFile))
 	if err := os.WriteFile(filepath.Join(opts.Dir, pidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(filepath.Join(opts.Dir, pidFile))
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	opts.OwnSignals = true
 	c, err := Start(ctx, opts, nil)
 	if err != nil {
@@ -248,23 +277,6 @@ func GetStatus(ctx context.Context, dir string) Status {
 	return st
 }
 
-// servingPid reads dir's pid file and reports whether that process lives.
-func servingPid(dir string) (int, bool) {
-	data, err := os.ReadFile(filepath.Join(dir, pidFile))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || !processAlive(pid) {
-		return 0, false
-	}
-	return pid, true
-}
+func servingPid(dir string) (int, bool) { return localstate.ServingPid(dir) }
 
-func processAlive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	return err != nil || !strings.Contains(string(data), ") Z ")
-}
+func processAlive(pid int) bool { return localstate.ProcessAlive(pid) }
