@@ -134,6 +134,27 @@ func NewDetachedE(ctx context.Context, t TB, template string, opts ...Option) (*
 	return sb, nil
 }
 
+// deleteDetached deletes every detached sandbox not deleted yet. Once the
+// tests are over those are the idle ones (fixtures.Shared's pools), which
+// nothing else deletes before their claims' shutdownTime.
+func deleteDetached() {
+	detachedMu.Lock()
+	all := make([]*Sandbox, 0, len(detached))
+	for sb := range detached {
+		all = append(all, sb)
+	}
+	detachedMu.Unlock()
+	var wg sync.WaitGroup
+	for _, sb := range all {
+		wg.Go(func() {
+			if err := sb.DeleteE(context.Background()); err != nil {
+				fmt.Fprintf(os.Stderr, "sandboxtest: deleting detached sandbox %s: %v\n", sb, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // Detached reports whether sb came from NewDetached and is not deleted yet.
 func (sb *Sandbox) Detached() bool { return detachedOf(sb) != nil }
 

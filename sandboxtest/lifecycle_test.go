@@ -258,3 +258,18 @@ func TestExpiredClaimFailsNewAtOnce(t *testing.T) {
 	assert.Check(t, expired[term.Reason], "reason %s: %v", term.Reason, err)
 	t.Logf("%v", err)
 }
+
+// Main deletes what fixtures.Shared leaves idle: every detached sandbox not
+// deleted by the time the tests are over.
+func TestMainDeletesDetachedSandboxes(t *testing.T) {
+	sb := NewDetached(t, "python-sandbox-template")
+	sb.Detach() // idle, as a shared sandbox between tests
+	deleteDetached()
+	assert.Check(t, !sb.Detached(), "still detached after deleteDetached")
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if st := sb.Status(); st.ClaimFound {
+			return poll.Continue("claim %s still exists", sb.claim)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(60*time.Second), poll.WithDelay(200*time.Millisecond))
+}

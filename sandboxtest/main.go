@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,32 +78,8 @@ func runMain(m *testing.M, opts []MainOption) int {
 		defer stop()
 	}
 	code := m.Run()
-	runMainExitHooks() // before the cluster stops: hooks may still need it
+	deleteDetached() // idle shared sandboxes; before the cluster stops
 	return code
-}
-
-var (
-	exitHooksMu sync.Mutex
-	exitHooks   []func()
-)
-
-// OnMainExit registers f to run when Main's tests have finished, before Main
-// stops a local cluster it started. fixtures uses it to delete its shared
-// sandboxes.
-func OnMainExit(f func()) {
-	exitHooksMu.Lock()
-	defer exitHooksMu.Unlock()
-	exitHooks = append(exitHooks, f)
-}
-
-func runMainExitHooks() {
-	exitHooksMu.Lock()
-	hooks := exitHooks
-	exitHooks = nil
-	exitHooksMu.Unlock()
-	for i := len(hooks) - 1; i >= 0; i-- {
-		hooks[i]()
-	}
 }
 
 // tracingWanted: -sandboxtest.trace or SANDBOXTEST_TRACING=1.

@@ -2,7 +2,7 @@ package sandboxtest
 
 import (
 	"fmt"
-	"github.com/agentsandbox/go-sandboxtest/internal/runtimeserver"
+	"github.com/agentsandbox/go-sandboxtest/internal/shlex"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +102,7 @@ func TestQuoteArgsRoundTrip(t *testing.T) {
 	assert.Check(t, is.Equal(quoteArgs([]string{"ls", "-la", "a/b.txt"}), "ls -la a/b.txt"))
 	assert.Check(t, is.Equal(quoteArg("it's a dir"), `'it'"'"'s a dir'`))
 	// The local runtime splits as Python's shlex.split does.
-	got, err := runtimeserver.SplitCommand(quoteArgs(argv))
+	got, err := shlex.Split(quoteArgs(argv))
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual(got, argv))
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/shlex"
 )
 
 // maxStreamOutput bounds what is kept of each of stdout and stderr. Upstream
@@ -37,7 +39,7 @@ func failed(err error) execResult {
 // error it returns is errClosed; every other failure is a result, as
 // upstream answers them with HTTP 200.
 func (s *Server) execute(ctx context.Context, command string) (execResult, error) {
-	args, err := SplitCommand(command)
+	args, err := shlex.Split(command)
 	if err != nil {
 		return failed(err), nil
 	}

@@ -1,11 +1,13 @@
-package runtimeserver
+// Package shlex splits a command line into words as Python's shlex.split
+// does: how upstream's runtime turns the /execute command into argv.
+package shlex
 
 import (
 	"errors"
 	"strings"
 )
 
-// SplitCommand splits cmd into words the way Python's shlex.split(cmd) does
+// Split splits cmd into words the way Python's shlex.split(cmd) does
 // (posix=True, comments=False), which is how upstream turns the /execute
 // command into argv. The error texts are Python's, so the "Failed to execute
 // command: ..." stderr matches upstream.
@@ -14,7 +16,7 @@ import (
 // double quotes a backslash only escapes '"' and '\' (so "\$" stays "\$"),
 // and outside quotes a backslash-newline is a literal newline, not a line
 // continuation.
-func SplitCommand(cmd string) ([]string, error) {
+func Split(cmd string) ([]string, error) {
 	var (
 		words   []string
 		word    strings.Builder
