@@ -2,7 +2,9 @@ package localcluster_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,6 +86,22 @@ func TestVolumes(t *testing.T) {
 		assert.NilError(t, err)
 	}
 
+	// Upstream's template declares the workspace volume but mounts it in no
+	// container; this copy of it mounts it, so that the code under test can
+	// use it.
+	mounted := tmpl.DeepCopy()
+	mounted.Name = "workspace-mounted"
+	mounted.Spec.PodTemplate.Spec.Containers[0].VolumeMounts = append(mounted.Spec.PodTemplate.Spec.Containers[0].VolumeMounts,
+		corev1.VolumeMount{Name: "workspace", MountPath: "/workspace"})
+	_, err = e.ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, mounted, metav1.CreateOptions{})
+	assert.NilError(t, err)
+	var mountedPool extv1beta1.SandboxWarmPool
+	upstreamManifest(t, "python-sandbox-warmpool.yaml", map[string]string{
+		"SANDBOX_WARMPOOL_NAME": "mounted", "SANDBOX_TEMPLATE_NAME": mounted.Name, "SANDBOX_NAMESPACE": ns}, &mountedPool)
+	mountedPool.Spec.Replicas = ptr(int32(1))
+	_, err = e.ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, &mountedPool, metav1.CreateOptions{})
+	assert.NilError(t, err)
+
 	t.Run("upstream template, cold claim", func(t *testing.T) {
 		claim := e.claim(t, "cold")
 		pod := e.readyPod(t, claim)
@@ -110,19 +128,61 @@ func TestVolumes(t *testing.T) {
 	})
 
 	t.Run("upstream template, warm pool", func(t *testing.T) {
-		poll.WaitOn(t, func(poll.LogT) poll.Result {
-			p, err := e.ext.ExtensionsV1beta1().SandboxWarmPools(ns).Get(ctx, "warm", metav1.GetOptions{})
-			if err != nil {
-				return poll.Error(err)
-			}
-			if p.Status.ReadyReplicas < 1 {
-				return poll.Continue("warm pool: %d of 1 sandboxes ready", p.Status.ReadyReplicas)
-			}
-			return poll.Success()
-		}, poll.WithTimeout(60*time.Second), poll.WithDelay(50*time.Millisecond))
+		e.waitWarm(t, "warm")
 		claim := e.claim(t, "warm")
 		pod := e.readyPod(t, claim)
 		pvc, pv := e.checkWorkspace(t, claim, pod)
+		e.deleteClaimAndVolume(t, claim, pvc, pv)
+	})
+
+	// From inside the sandbox: a file written in the workspace volume is in
+	// the PV, and is still there after the container's main process (the
+	// runtime server) is killed and restarted under restartPolicy OnFailure.
+	t.Run("workspace data survives a container restart, seen from inside", func(t *testing.T) {
+		e.waitWarm(t, "mounted")
+		claim := e.claim(t, "mounted")
+		pod := e.readyPod(t, claim)
+		pvc, pv := e.checkWorkspace(t, claim, pod)
+		var mountPath string
+		for _, vm := range pod.Spec.Containers[0].VolumeMounts {
+			if vm.Name == "workspace" {
+				mountPath = vm.MountPath
+			}
+		}
+		assert.Assert(t, mountPath != "", "the pod mounts no workspace volume: %+v", pod.Spec.Containers[0].VolumeMounts)
+		file := filepath.Join(mountPath, "kept")
+		url := fmt.Sprintf("http://127.0.0.1:%d", e.portForward(t, pod.Name, 8888))
+		out := execute(t, url+"/execute", nil, "sh -c 'echo kept > "+file+" && cat "+file+"'")
+		assert.Equal(t, out.Stdout, "kept\n", out.Stderr)
+		data, err := os.ReadFile(filepath.Join(pv.Spec.Local.Path, "kept"))
+		assert.NilError(t, err, "the file written in %s is not in PV %s", mountPath, pv.Name)
+		assert.Check(t, is.Equal(string(data), "kept\n"))
+
+		// A command's parent is the runtime server; SIGKILL makes it fail.
+		out = execute(t, url+"/execute", nil, "sh -c 'cat /proc/$PPID/cmdline'")
+		assert.Assert(t, is.Contains(out.Stdout, "sandboxtest-runtime-server"), "the command's parent: %q %s", out.Stdout, out.Stderr)
+		before := pod.Status.ContainerStatuses[0].RestartCount
+		killRuntimeServer(t, url)
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			p, err := e.cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil {
+				return poll.Error(err)
+			}
+			assert.Assert(t, p.UID == pod.UID, "the pod was replaced, not its container restarted")
+			st := p.Status.ContainerStatuses[0]
+			if st.RestartCount <= before || !st.Ready {
+				return poll.Continue("container %s: %d restarts, ready %v, state %+v", st.Name, st.RestartCount, st.Ready, st.State)
+			}
+			term := st.LastTerminationState.Terminated
+			assert.Assert(t, term != nil, "no last termination state after a restart")
+			assert.Check(t, is.Equal(term.ExitCode, int32(128+9)))
+			t.Logf("container %s restarted (%d restarts, last exit %d, %s) in the same pod %s", st.Name, st.RestartCount, term.ExitCode, term.Reason, p.Name)
+			return poll.Success()
+		}, poll.WithTimeout(60*time.Second), poll.WithDelay(50*time.Millisecond))
+
+		url = fmt.Sprintf("http://127.0.0.1:%d", e.portForward(t, pod.Name, 8888))
+		out = execute(t, url+"/execute", nil, "cat "+file)
+		assert.Check(t, is.Equal(out.Stdout, "kept\n"), "after the restart: %s", out.Stderr)
 		e.deleteClaimAndVolume(t, claim, pvc, pv)
 	})
 
@@ -208,6 +268,34 @@ func TestVolumes(t *testing.T) {
 			return poll.Continue("no FailedMount event for pod %s among %d", pod.Name, len(evs.Items))
 		}, poll.WithTimeout(10*time.Second), poll.WithDelay(50*time.Millisecond))
 	})
+}
+
+// waitWarm waits for the warm pool to have a ready sandbox.
+func (e *env) waitWarm(t *testing.T, pool string) {
+	t.Helper()
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		p, err := e.ext.ExtensionsV1beta1().SandboxWarmPools(ns).Get(context.Background(), pool, metav1.GetOptions{})
+		if err != nil {
+			return poll.Error(err)
+		}
+		if p.Status.ReadyReplicas < 1 {
+			return poll.Continue("warm pool %s: %d of 1 sandboxes ready", pool, p.Status.ReadyReplicas)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(60*time.Second), poll.WithDelay(50*time.Millisecond))
+}
+
+// killRuntimeServer has a command SIGKILL its parent, the runtime server;
+// the request dies with it.
+func killRuntimeServer(t *testing.T, url string) {
+	t.Helper()
+	body := strings.NewReader(`{"command": "sh -c 'kill -KILL $PPID; sleep 5'"}`)
+	resp, err := http.Post(url+"/execute", "application/json", body)
+	if err == nil {
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("the runtime server answered after being killed: %s %s", resp.Status, data)
+	}
 }
 
 func volumePod(name string, vols []corev1.Volume) *corev1.Pod {
