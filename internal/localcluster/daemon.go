@@ -273,11 +273,24 @@ func Down(o UpOptions) error {
 	if !localstate.IsClusterDir(o.Dir) {
 		return notClusterDir(o.Dir)
 	}
-	pid, ok := servingPid(o.Dir)
-	if !ok {
-		removeState(o.Dir)
+	if !localstate.Held(o.Dir) {
+		removeState(o.Dir) // a killed cluster's leftovers
 		fmt.Fprintf(o.Log, "sandboxtest: no local cluster runs in %s\n", o.Dir)
 		return nil
+	}
+	// The holder writes its pid right after taking the lock.
+	pid, ok := servingPid(o.Dir)
+	for wait := time.Now().Add(5 * time.Second); !ok && localstate.Held(o.Dir) && time.Now().Before(wait); {
+		time.Sleep(50 * time.Millisecond)
+		pid, ok = servingPid(o.Dir)
+	}
+	if !ok {
+		if !localstate.Held(o.Dir) {
+			removeState(o.Dir)
+			fmt.Fprintf(o.Log, "sandboxtest: no local cluster runs in %s\n", o.Dir)
+			return nil
+		}
+		return fmt.Errorf("sandboxtest: a process holds the lock %s but wrote no live pid in %s; nothing was touched; stop it (fuser %s) and run down again", filepath.Join(o.Dir, localstate.LockFile), filepath.Join(o.Dir, pidFile), filepath.Join(o.Dir, localstate.LockFile))
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(30 * time.Second)
