@@ -149,7 +149,7 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o700); err != nil {
 		return nil, err
 	}
 	t = time.Now()

@@ -2,16 +2,21 @@ package localcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -66,12 +71,23 @@ func Serve(ctx context.Context, opts Options, so ServeOptions) (err error) {
 			cancel()
 		}()
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := claimDir(opts.Dir); err != nil {
 		return err
 	}
-	if pid, ok := servingPid(opts.Dir); ok && pid != os.Getpid() {
-		return fmt.Errorf("a local cluster already runs in %s (pid %d); run: sandboxtest-setup local down --dir %s", opts.Dir, pid, opts.Dir)
+	// The lock for the whole life of this process: liveness is the lock.
+	// A few tries, as a status check holds it for an instant.
+	lock := localstate.NewLock(opts.Dir)
+	lctx, lcancel := context.WithTimeout(ctx, 3*time.Second)
+	locked, lerr := lock.TryLockContext(lctx, 50*time.Millisecond)
+	lcancel()
+	if !locked {
+		if lerr != nil && ctx.Err() == nil && !errors.Is(lerr, context.DeadlineExceeded) {
+			return fmt.Errorf("sandboxtest: locking %s: %w", lock.Path(), lerr)
+		}
+		pid, _ := servingPid(opts.Dir)
+		return fmt.Errorf("sandboxtest: a local cluster already runs in %s (pid %d); run: sandboxtest-setup local down --dir %s", opts.Dir, pid, opts.Dir)
 	}
+	defer lock.Unlock() // last: after the cluster stopped and its state went
 	if so.RemoveDir {
 		defer func() {
 			if rerr := os.RemoveAll(opts.Dir); rerr != nil && err == nil {
@@ -79,8 +95,9 @@ func Serve(ctx context.Context, opts Options, so ServeOptions) (err error) {
 			}
 		}()
 	}
+	// A dead predecessor's marker and pid must not speak for this process.
 	_ = os.Remove(filepath.Join(opts.Dir, readyFile))
-	if err := os.WriteFile(filepath.Join(opts.Dir, pidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(opts.Dir, pidFile), []byte(strconv.Itoa(os.Getpid()))); err != nil {
 		return err
 	}
 	defer os.Remove(filepath.Join(opts.Dir, pidFile))
@@ -89,7 +106,7 @@ func Serve(ctx context.Context, opts Options, so ServeOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(opts.Dir, readyFile), []byte(c.Kubeconfig), 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(opts.Dir, readyFile), []byte(c.Kubeconfig)); err != nil {
 		c.Stop()
 		return err
 	}
@@ -100,14 +117,47 @@ func Serve(ctx context.Context, opts Options, so ServeOptions) (err error) {
 	return err
 }
 
-// removeState deletes what a cluster leaves in dir, keeping the serve log for a post-mortem.
+// writeFileAtomic writes path (0600) so that a reader sees all of it or nothing.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// removeState deletes what a cluster created in dir (localstate.Owned) and
+// nothing else, and only in a directory marked as a cluster's.
 func removeState(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.Name() != serveLog {
-			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+	if !localstate.IsClusterDir(dir) {
+		return
+	}
+	for _, name := range localstate.Owned {
+		_ = os.RemoveAll(filepath.Join(dir, name))
+	}
+}
+
+// claimDir marks dir as a cluster's: a new or empty directory, one already
+// marked, or one holding only what a cluster writes (an older version's).
+// Anything else is refused, so that no one's files are ever taken for state.
+func claimDir(dir string) error {
+	if !localstate.IsClusterDir(dir) {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		for _, e := range entries {
+			if !slices.Contains(localstate.Owned, e.Name()) && e.Name() != serveLog && e.Name() != localstate.LockFile {
+				return fmt.Errorf("sandboxtest: %s holds files (%s...) and is not a local cluster's state directory; nothing was touched; choose a new or empty --dir", dir, e.Name())
+			}
 		}
 	}
+	return localstate.Mark(dir)
+}
+
+// notClusterDir is the error for a directory that holds files but no marker.
+func notClusterDir(dir string) error {
+	return fmt.Errorf("sandboxtest: %s is not a local cluster's state directory (no %s in it); nothing was touched; pass the --dir that `sandboxtest-setup local up` used", dir, localstate.MarkerFile)
 }
 
 // UpOptions configure Up.
@@ -130,20 +180,33 @@ func Up(ctx context.Context, o UpOptions) (string, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Minute
 	}
+	if err := claimDir(o.Dir); err != nil {
+		return "", err
+	}
+	// One `up` at a time per directory: a second one waits here, then finds
+	// the first one's cluster.
+	upLock := flock.New(filepath.Join(o.Dir, localstate.UpLockFile), flock.SetPermissions(0o600))
+	lctx, lcancel := context.WithTimeout(ctx, o.Timeout)
+	locked, err := upLock.TryLockContext(lctx, 100*time.Millisecond)
+	lcancel()
+	if !locked {
+		return "", fmt.Errorf("sandboxtest: waiting for another `sandboxtest-setup local up` on %s: %v", o.Dir, err)
+	}
+	defer upLock.Unlock()
 	if st := GetStatus(ctx, o.Dir); st.Ready {
 		fmt.Fprintf(o.Log, "sandboxtest: a local cluster already runs in %s (pid %d)\n", o.Dir, st.Pid)
 		return st.Kubeconfig, nil
 	} else if st.Pid != 0 {
-		return "", fmt.Errorf("a local cluster process (pid %d) in %s is not ready: %s; run: sandboxtest-setup local down --dir %s", st.Pid, o.Dir, st.Problem, o.Dir)
+		return "", fmt.Errorf("sandboxtest: a local cluster process (pid %d) in %s is not ready: %s; run: sandboxtest-setup local down --dir %s", st.Pid, o.Dir, st.Problem, o.Dir)
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return "", err
-	}
+	// The lock is free: whatever a killed predecessor left is stale.
+	removeState(o.Dir)
 	logPath := filepath.Join(o.Dir, serveLog)
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return "", err
 	}
+	_ = logf.Chmod(0o600) // a log from before this version may be 0644
 	defer logf.Close()
 	cmd := exec.Command(o.Command[0], o.Command[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -161,9 +224,9 @@ func Up(ctx context.Context, o UpOptions) (string, error) {
 	var shown int64
 	for {
 		shown = copyNew(logPath, shown, o.Log) // progress, first build included
-		if data, err := os.ReadFile(filepath.Join(o.Dir, readyFile)); err == nil {
+		if kc, ok := localstate.ReadyKubeconfig(o.Dir); ok && localstate.Held(o.Dir) {
 			copyNew(logPath, shown, o.Log)
-			return strings.TrimSpace(string(data)), nil
+			return kc, nil
 		}
 		select {
 		case err := <-exited:
@@ -199,24 +262,52 @@ func Down(o UpOptions) error {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	pid, ok := servingPid(o.Dir)
-	if !ok {
-		removeState(o.Dir)
+	entries, err := os.ReadDir(o.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sandboxtest: reading %s: %w", o.Dir, err)
+	}
+	if len(entries) == 0 {
 		fmt.Fprintf(o.Log, "sandboxtest: no local cluster runs in %s\n", o.Dir)
 		return nil
 	}
+	if !localstate.IsClusterDir(o.Dir) {
+		return notClusterDir(o.Dir)
+	}
+	if !localstate.Held(o.Dir) {
+		removeState(o.Dir) // a killed cluster's leftovers
+		fmt.Fprintf(o.Log, "sandboxtest: no local cluster runs in %s\n", o.Dir)
+		return nil
+	}
+	// The holder writes its pid right after taking the lock.
+	pid, ok := servingPid(o.Dir)
+	for wait := time.Now().Add(5 * time.Second); !ok && localstate.Held(o.Dir) && time.Now().Before(wait); {
+		time.Sleep(50 * time.Millisecond)
+		pid, ok = servingPid(o.Dir)
+	}
+	if !ok {
+		if !localstate.Held(o.Dir) {
+			removeState(o.Dir)
+			fmt.Fprintf(o.Log, "sandboxtest: no local cluster runs in %s\n", o.Dir)
+			return nil
+		}
+		return fmt.Errorf("sandboxtest: a process holds the lock %s but wrote no live pid in %s; nothing was touched; stop it (fuser %s) and run down again", filepath.Join(o.Dir, localstate.LockFile), filepath.Join(o.Dir, pidFile), filepath.Join(o.Dir, localstate.LockFile))
+	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(30 * time.Second)
-	for processAlive(pid) {
+	// The lock goes with the serving process, after it stopped the cluster.
+	for localstate.Held(o.Dir) {
 		if time.Now().After(deadline) {
-			// Its children die with it (Pdeathsig).
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			fmt.Fprintf(o.Log, "sandboxtest: local cluster (pid %d) did not stop within 30s; killed it\n", pid)
+			// Only the process that still holds the lock and wrote this pid
+			// under it. Its children die with it (Pdeathsig).
+			if p, ok := servingPid(o.Dir); ok && p == pid {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				fmt.Fprintf(o.Log, "sandboxtest: local cluster (pid %d) did not stop within 30s; killed it\n", pid)
+			}
+			for localstate.Held(o.Dir) {
+				time.Sleep(50 * time.Millisecond)
+			}
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for processAlive(pid) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	removeState(o.Dir)
@@ -278,5 +369,3 @@ func GetStatus(ctx context.Context, dir string) Status {
 }
 
 func servingPid(dir string) (int, bool) { return localstate.ServingPid(dir) }
-
-func processAlive(pid int) bool { return localstate.ProcessAlive(pid) }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,23 +183,25 @@ func (s *Server) Stop() error {
 
 // Sweep removes the state directories, in os.TempDir(), of clusters whose
 // serving process died without cleaning up (killed itself), and returns what
-// it removed. Only a directory whose pid file names a dead process goes: a
-// directory without one may belong to a child about to write it.
+// it removed. Only a directory whose lock file exists and is free goes (the
+// serving process holds it for its whole life); a directory without one may
+// belong to a child about to take it. The lock is held while removing, so
+// that no child takes it meanwhile.
 func Sweep() []string {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), DirPrefix+"*"))
 	var removed []string
 	for _, d := range dirs {
-		data, err := os.ReadFile(filepath.Join(d, localstate.PidFile))
-		if err != nil {
+		if _, err := os.Stat(filepath.Join(d, localstate.LockFile)); err != nil {
 			continue
 		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-		if err != nil || localstate.ProcessAlive(pid) {
+		lock := localstate.NewLock(d)
+		if ok, err := lock.TryLock(); err != nil || !ok {
 			continue
 		}
 		if os.RemoveAll(d) == nil {
 			removed = append(removed, d)
 		}
+		_ = lock.Unlock()
 	}
 	return removed
 }

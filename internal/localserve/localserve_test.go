@@ -9,6 +9,8 @@ import (
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/localstate"
 )
 
 // fakeSetup writes a shell script standing in for sandboxtest-setup; it is
@@ -59,24 +61,31 @@ exit 3
 	assert.Check(t, is.ErrorContains(err, "no space left on device"))
 }
 
-// TestSweep removes a directory whose pid file names a dead process and
-// keeps one whose process lives and one without a pid file.
+// TestSweep removes a directory whose lock is free (its serving process
+// was killed) and keeps one whose lock is held and one without a lock file.
 func TestSweep(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir())
-	mk := func(pid string) string {
+	mk := func(lockFile bool) string {
 		d, err := os.MkdirTemp("", DirPrefix)
 		assert.NilError(t, err)
-		if pid != "" {
-			assert.NilError(t, os.WriteFile(filepath.Join(d, "serve.pid"), []byte(pid), 0o644))
+		// A stale pid file naming a live process must not keep it.
+		assert.NilError(t, os.WriteFile(filepath.Join(d, "serve.pid"), []byte(strconv.Itoa(os.Getpid())), 0o600))
+		if lockFile {
+			assert.NilError(t, os.WriteFile(filepath.Join(d, localstate.LockFile), nil, 0o600))
 		}
 		return d
 	}
-	dead := mk("999999999")
-	live := mk(strconv.Itoa(os.Getpid()))
-	starting := mk("")
+	dead := mk(true)
+	live := mk(true)
+	held := localstate.NewLock(live)
+	ok, err := held.TryLock()
+	assert.Assert(t, ok, err)
+	defer held.Unlock()
+	starting := mk(false)
 	assert.Check(t, is.DeepEqual(Sweep(), []string{dead}))
 	for _, d := range []string{live, starting} {
 		_, err := os.Stat(d)
 		assert.Check(t, err)
 	}
+	assert.Check(t, !localstate.Held(dead))
 }
