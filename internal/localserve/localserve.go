@@ -120,8 +120,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		s.Stop()
 		return nil, err
 	}
+	// What the child printed before it was ready (its last progress lines)
+	// may still be in the pipe: show it, then the tests' output is theirs.
+	s.out.catchUp(unread(outR), time.Second)
 	discard := io.Discard
-	s.out.live.Store(&discard) // the tests' output is theirs from now on
+	s.out.live.Store(&discard)
 	s.ready.Store(true)
 	return s, nil
 }
@@ -214,6 +217,9 @@ type lastLines struct {
 
 	done chan struct{} // closed when the output has been read to its end
 
+	received atomic.Int64 // bytes read from the pipe
+	shown    atomic.Int64 // bytes of the lines copied to live
+
 	mu    sync.Mutex
 	lines []string
 	at    time.Time
@@ -226,11 +232,12 @@ func newLastLines(max int) *lastLines {
 func (l *lastLines) read(r io.ReadCloser) {
 	defer close(l.done)
 	defer r.Close()
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(countingReader{r, &l.received})
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		fmt.Fprintln(*l.live.Load(), line)
+		l.shown.Add(int64(len(line)) + 1)
 		l.mu.Lock()
 		l.lines = append(l.lines, line)
 		if len(l.lines) > l.max {
@@ -239,6 +246,31 @@ func (l *lastLines) read(r io.ReadCloser) {
 		l.at = time.Now()
 		l.mu.Unlock()
 	}
+}
+
+// catchUp waits, at most within, until the lines holding what was read so
+// far plus pending more bytes have been copied to live.
+func (l *lastLines) catchUp(pending int64, within time.Duration) {
+	target := l.received.Load() + pending
+	deadline := time.Now().Add(within)
+	for l.shown.Load() < target && time.Now().Before(deadline) {
+		select {
+		case <-l.done:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // wait waits, at most a few seconds, until the output has been read to its end.

@@ -1,10 +1,24 @@
 package localserve
 
 import (
+	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
+
+// unread is how many bytes wait in the pipe r (FIONREAD), 0 if unknown.
+func unread(r *os.File) int64 {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int
+	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }) // FIONREAD
+	return int64(n)
+}
 
 // spawn starts cmd in its own process group (a ^C aimed at the tests does
 // not reach it first) with SIGTERM as its parent-death signal, and calls
