@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/mod/modfile"
@@ -178,7 +177,7 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 	if err := os.MkdirAll(filepath.Join(b.CacheDir, "bin"), 0o755); err != nil {
 		return "", err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(b.CacheDir, "bin", g.cacheKey()+".lock"), b.Log)
+	unlock, err := localstate.BuildLock(ctx, filepath.Join(b.CacheDir, "bin", g.cacheKey()+".lock"), "into the cache", b.Log)
 	if err != nil {
 		return "", err
 	}
@@ -233,35 +232,6 @@ func groupComplete(dir string, g buildGroup) bool {
 		}
 	}
 	return true
-}
-
-// lockFile takes an exclusive flock, logging while it waits for another process.
-func lockFile(ctx context.Context, path string, log io.Writer) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	announced := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		if !announced {
-			fmt.Fprintf(log, "sandboxtest: waiting for another process building into the cache (lock %s)\n", path)
-			announced = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for build lock %s: %w", path, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // goTool finds the go command: PATH, then the toolchain this program was built with.

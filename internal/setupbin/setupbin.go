@@ -131,7 +131,7 @@ func Ensure(ctx context.Context, o Options) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(o.CacheDir, "bin", key+".lock"), o.Log)
+	unlock, err := localstate.BuildLock(ctx, filepath.Join(o.CacheDir, "bin", key+".lock"), "sandboxtest-setup", o.Log)
 	if err != nil {
 		return "", err
 	}
