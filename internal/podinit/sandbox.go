@@ -6,12 +6,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/proc"
 )
 
 // Sandbox is the node's handle on a running pod init.
@@ -100,21 +101,9 @@ func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, e
 		SysProcAttr: sysProcAttr(cfg.Isolated, cfg.UID, cfg.GID),
 	}
 	sb := &Sandbox{c: newConn(ours), done: make(chan struct{}), procs: map[int]*Proc{}, waiting: map[int]chan message{}}
-	started := make(chan error, 1)
-	// Pdeathsig follows the thread that forked: fork from a locked thread
-	// that stays blocked in Wait for as long as the init lives.
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		werr := cmd.Wait()
-		sb.ended(werr)
-	}()
-	if err := <-started; err != nil {
+	// Pdeathsig takes the init down with this process.
+	err = proc.StartLocked(cmd, sb.ended)
+	if err != nil {
 		ours.Close()
 		return nil, fmt.Errorf("podinit: starting the pod init: %w", err)
 	}

@@ -86,10 +86,30 @@ func Start(spec Spec) (*Process, error) {
 	}
 
 	p := &Process{spec: spec, done: make(chan struct{})}
+	err := StartLocked(cmd, func(err error) {
+		if logFile != nil {
+			logFile.Close()
+		}
+		p.exitErr = err
+		close(p.done)
+	})
+	if err != nil {
+		if logFile != nil {
+			logFile.Close()
+		}
+		return nil, fmt.Errorf("starting %s (%s): %w", spec.Name, spec.Path, err)
+	}
+	p.pid = cmd.Process.Pid
+	return p, nil
+}
+
+// StartLocked starts cmd and calls waited with the result of its Wait.
+// A parent-death signal in cmd.SysProcAttr fires when the *thread* that
+// forked the child ends, not the process (Go issue 27505), so the fork
+// happens on a goroutine that holds its OS thread until the child has been
+// waited for: the runtime cannot retire that thread while the child runs.
+func StartLocked(cmd *exec.Cmd, waited func(error)) error {
 	started := make(chan error, 1)
-	// Pdeathsig fires when the *thread* that forked the child exits, not the
-	// process. Fork from a locked OS thread that stays alive (blocked in Wait)
-	// for as long as the child runs, so the Go runtime never retires it early.
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -98,21 +118,9 @@ func Start(spec Spec) (*Process, error) {
 			return
 		}
 		started <- nil
-		err := cmd.Wait()
-		if logFile != nil {
-			logFile.Close()
-		}
-		p.exitErr = err
-		close(p.done)
+		waited(cmd.Wait())
 	}()
-	if err := <-started; err != nil {
-		if logFile != nil {
-			logFile.Close()
-		}
-		return nil, fmt.Errorf("starting %s (%s): %w", spec.Name, spec.Path, err)
-	}
-	p.pid = cmd.Process.Pid
-	return p, nil
+	return <-started
 }
 
 // Name is the process's name (Spec.Name).
