@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -327,16 +326,7 @@ func probeGateway(ctx context.Context, base string, tr *http.Transport) error {
 		t.DisableKeepAlives = true
 		c.Transport = t
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	return resp.Body.Close()
+	return getHealthz(ctx, c, base)
 }
 
 // permanent says how to fix a probe error that waiting cannot cure (the
