@@ -49,6 +49,9 @@ cluster cannot be reached.`,
 		rep := DoctorReport{TypeMeta: typeMeta("DoctorReport"), Namespace: kf.namespace()}
 		cfg, contextName, err := kf.restConfig()
 		var rows []kube.Check
+		if exitCode(err) == exitUsage { // a --context the kubeconfig lacks
+			return err
+		}
 		if err != nil {
 			rows = []kube.Check{{Name: "kubeconfig", Seen: err.Error(), Fix: "sandboxtest-setup local up, then export the KUBECONFIG it prints"}}
 		} else {

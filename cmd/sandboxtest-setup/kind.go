@@ -60,6 +60,9 @@ func kindCommand() *cobra.Command {
 	create.RunE = func(c *cobra.Command, _ []string) error {
 		// Defaults shown in the help are passed on as "unset", so that
 		// kind's own defaulting applies.
+		if explicit(c.Flags(), "image") && opts.KubernetesVersion != "" {
+			return usageErrorf("--image and --kubernetes-version both set; set one of them")
+		}
 		if !explicit(c.Flags(), "image") {
 			opts.NodeImage = ""
 		}
