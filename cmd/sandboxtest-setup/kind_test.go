@@ -81,7 +81,7 @@ func TestKindWithoutRuntime(t *testing.T) {
 		{"kind", "create", "--kubeconfig", kubeconfig},
 		{"kind", "create"},
 		{"kind", "create", "--kubernetes-version", "v1.33.1", "--wait=false"}, // the --image default does not conflict
-		{"kind", "create", "--deploy"},                                       // nothing is installed without a cluster
+		{"kind", "create", "--deploy"},                                        // nothing is installed without a cluster
 		{"kind", "delete", "--name", "other", "--kubeconfig", kubeconfig},
 	} {
 		code, stdout, stderr := runCLI(t, args...)
