@@ -55,7 +55,17 @@ func (k *kubeFlags) restConfig() (*rest.Config, string, error) {
 		name = *k.cf.Context
 	}
 	if len(raw.Contexts) == 0 {
+		if os.Getenv("KUBERNETES_SERVICE_HOST") != "" { // in a pod: its service account
+			cfg, err := cc.ClientConfig()
+			if err != nil {
+				return nil, "", unreachable(fmt.Errorf("no kubeconfig, and the in-cluster configuration failed: %w", err))
+			}
+			return cfg, "", nil
+		}
 		return nil, "", unreachable(fmt.Errorf("no kubeconfig with a context (looked in %s); start a local cluster with: sandboxtest-setup local up, then export the KUBECONFIG it prints", k.source()))
+	}
+	if name == "" {
+		return nil, "", usageErrorf("kubeconfig %s sets no current-context; pass --context (contexts: %s)", k.source(), strings.Join(sortedKeys(raw.Contexts), ", "))
 	}
 	if _, ok := raw.Contexts[name]; !ok {
 		return nil, "", usageErrorf("context %q is not in kubeconfig %s (contexts: %s)", name, k.source(), strings.Join(sortedKeys(raw.Contexts), ", "))
