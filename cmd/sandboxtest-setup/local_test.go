@@ -89,6 +89,7 @@ func TestLocalBadInput(t *testing.T) {
 	res := sandboxtestSetup(nil, "local", "sideways")
 	res.Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `unknown command "sideways" for "sandboxtest-setup local"`})
 	assert.Check(t, is.Contains(res.Stderr(), "up"))
+	sandboxtestSetup(nil, "local", "stauts").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `unknown command "stauts" for "sandboxtest-setup local"; did you mean "status"?`})
 	sandboxtestSetup(nil, "local", "up", "--no-such-flag").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "unknown flag: --no-such-flag"})
 	sandboxtestSetup(nil, "local", "status", "--dir", dir, "extra").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `local status takes no arguments (got ["extra"])`})
 	sandboxtestSetup(nil, "local", "status", "-o", "table").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `"table" is not an output format; use json or yaml`})

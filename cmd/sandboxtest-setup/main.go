@@ -125,6 +125,12 @@ func subcommandArgs(c *cobra.Command, args []string) error {
 			names = append(names, s.Name())
 		}
 	}
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2 // cobra's default, set only where it suggests itself
+	}
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		return usageErrorf("unknown command %q for %q; did you mean %q?", args[0], c.CommandPath(), s[0])
+	}
 	return usageErrorf("unknown command %q for %q (commands: %s); see: %s --help", args[0], c.CommandPath(), strings.Join(names, ", "), c.CommandPath())
 }
 
