@@ -136,7 +136,7 @@ func prepareLocal() (stop func(), err error) {
 		stop()
 		return nil, err
 	}
-	rep, err := deploy.Deploy(ctx, cfg, deploy.Options{Namespace: envOr("SANDBOXTEST_NAMESPACE", DefaultNamespace), RouterNamespace: os.Getenv(connect.EnvRouterNamespace), Templates: templates.FS})
+	rep, err := deploy.Deploy(ctx, cfg, deploy.Options{Namespace: defaultNamespace(true), RouterNamespace: os.Getenv(connect.EnvRouterNamespace), Templates: templates.FS})
 	if err != nil {
 		stop()
 		return nil, errors.Join(errors.New("deploying the router and templates"), err)

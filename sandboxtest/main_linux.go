@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"testing"
 	"time"
 
 	"k8s.io/client-go/discovery"
@@ -34,16 +35,18 @@ func startLocal(ctx context.Context) (kubeconfig string, stop func(), err error)
 	}
 	// Lines while something slow happens (builds, "still ..." every 15 s)
 	// are not routine: they show even when Quiet.
-	setup, err := setupbin.Ensure(ctx, setupbin.Options{Log: os.Stderr})
+	slow, closeSlow := slowWorkLog()
+	defer closeSlow()
+	setup, err := setupbin.Ensure(ctx, setupbin.Options{Log: slow})
 	if err != nil {
 		return "", nil, err
 	}
-	var log io.Writer = os.Stderr
+	log := slow
 	if Quiet() {
 		log = io.Discard
 	}
 	start := time.Now()
-	srv, err := localserve.Start(ctx, localserve.Options{Setup: setup, Log: log, Waiting: os.Stderr})
+	srv, err := localserve.Start(ctx, localserve.Options{Setup: setup, Log: log, Waiting: slow})
 	if err != nil {
 		return "", nil, err
 	}
@@ -54,6 +57,21 @@ func startLocal(ctx context.Context) (kubeconfig string, stop func(), err error)
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}, nil
+}
+
+// slowWorkLog is where the start of a local cluster reports (a first build
+// takes minutes): standard error, and also the terminal when go test holds
+// standard error back until the package ends (no -v, and standard error is
+// not a terminal), so that a first run does not look hung.
+func slowWorkLog() (io.Writer, func()) {
+	if fi, err := os.Stderr.Stat(); err != nil || fi.Mode()&os.ModeCharDevice != 0 || testing.Verbose() {
+		return os.Stderr, func() {}
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
+	if err != nil { // no controlling terminal: CI, cron
+		return os.Stderr, func() {}
+	}
+	return io.MultiWriter(os.Stderr, tty), func() { tty.Close() }
 }
 
 // reachable asks the API server in kubeconfig for its version.

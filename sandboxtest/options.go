@@ -7,14 +7,16 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	sandboxv1beta1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/envflag"
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
 // Defaults for what Options and SANDBOXTEST_* variables do not set.
 const (
-	DefaultNamespace    = "default"
+	DefaultNamespace    = kube.DefaultNamespace
 	DefaultReadyTimeout = 3 * time.Minute
 	DefaultTTL          = 30 * time.Minute
 	DefaultServerPort   = 8888
@@ -56,7 +58,9 @@ type settings struct {
 type Option func(*settings)
 
 // WithNamespace sets the namespace of the template, pool and claim
-// (default $SANDBOXTEST_NAMESPACE, else "default").
+// (default $SANDBOXTEST_NAMESPACE, else the kubeconfig context's namespace
+// when WithRESTConfig is not given, else "default"; sandboxtest-setup's
+// -n/--namespace follows the same order).
 func WithNamespace(ns string) Option { return func(s *settings) { s.namespace = ns } }
 
 // WithReadyTimeout bounds the wait for the sandbox to be Ready
@@ -167,7 +171,6 @@ func envSwitch(name string, def bool) bool {
 
 func newSettings(opts []Option) (*settings, error) {
 	s := &settings{
-		namespace:    envOr("SANDBOXTEST_NAMESPACE", DefaultNamespace),
 		readyTimeout: DefaultReadyTimeout,
 		ttl:          DefaultTTL,
 		keep:         keepFlagOrEnv(),
@@ -197,12 +200,28 @@ func newSettings(opts []Option) (*settings, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	if s.namespace == "" {
+		s.namespace = defaultNamespace(s.restConfig == nil)
+	}
 	switch s.keep {
 	case KeepNever, KeepOnFailure, KeepAlways:
 	default:
 		return nil, errorf("keep policy %q is not one of never, onfailure, always (check -sandboxtest.keep and SANDBOXTEST_KEEP)", s.keep)
 	}
 	return s, nil
+}
+
+// defaultNamespace is the namespace without WithNamespace: the rule
+// sandboxtest-setup follows too, the kubeconfig's context counting only when
+// the kubeconfig is what New connects with.
+func defaultNamespace(fromKubeconfig bool) string {
+	contextNS := ""
+	if fromKubeconfig {
+		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{})
+		contextNS = kube.ContextNamespace(cc, "")
+	}
+	ns, _ := kube.ResolveNamespace("", contextNS)
+	return ns
 }
 
 func envOr(name, def string) string {

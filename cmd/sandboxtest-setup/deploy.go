@@ -1,69 +1,101 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
+	"github.com/spf13/cobra"
 
 	"github.com/agentsandbox/go-sandboxtest/fixtures"
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
-func deployCommand() *command {
-	var kubeconfig string
-	var templates stringList
+// DeployReport is `deploy -o json|yaml`, also printed when the deploy
+// failed part way (Error says why; Objects is what was applied).
+type DeployReport struct {
+	TypeMeta
+	Namespace       string         `json:"namespace"`
+	RouterNamespace string         `json:"routerNamespace"`
+	Local           bool           `json:"local"` // the cluster is sandboxtest's local cluster
+	Templates       []string       `json:"templates"`
+	Objects         []DeployObject `json:"objects"`
+	DurationSeconds float64        `json:"durationSeconds"` // waiting included
+	Error           string         `json:"error,omitempty"`
+}
+
+// DeployObject is one applied object.
+type DeployObject struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"` // empty when cluster-scoped
+	Name      string `json:"name"`
+	Result    string `json:"result"` // created, configured or unchanged
+	State     string `json:"state"`  // readiness where it applies ("1/1 ready"), else "-"
+}
+
+func deployCommand() *cobra.Command {
+	var templates []string
 	var routerReplicas, poolReplicas, gatewayPort int
-	var wait time.Duration
+	var wait bool
+	var timeout time.Duration
 	opts := fixtures.DeployOptions{}
-	return &command{
-		name:    "deploy",
-		summary: "deploy the sandbox router, templates with warm pools, and optionally a Gateway",
-		flags: func(fs *flag.FlagSet) {
-			kubeconfigFlag(fs, &kubeconfig)
-			fs.StringVar(&opts.Namespace, "namespace", "default", "namespace to deploy into (created when missing)")
-			fs.StringVar(&opts.RouterNamespace, "router-namespace", "", "namespace of the router and --gateway, e.g. agent-sandbox-system; tests then set SANDBOXTEST_ROUTER_NAMESPACE (default: --namespace)")
-			fs.Var(&templates, "templates", "SandboxTemplate YAML file or directory to add to the embedded templates, replacing those of the same name; repeatable or comma-separated (default: the embedded templates only)")
-			fs.StringVar(&opts.RouterImage, "router-image", fixtures.DefaultRouterImage, "sandbox-router image")
-			fs.IntVar(&routerReplicas, "router-replicas", 1, "router replicas")
-			fs.IntVar(&poolReplicas, "pool-replicas", 0, "warm sandboxes per template (0: each claim cold-starts)")
-			fs.StringVar(&opts.Gateway, "gateway", "", "also create a Gateway of this name with an HTTPRoute to the router (default: none)")
-			fs.StringVar(&opts.GatewayClass, "gateway-class", "", "GatewayClass of --gateway (default: "+kube.LocalGatewayClass+" on the local cluster, required elsewhere)")
-			fs.IntVar(&gatewayPort, "gateway-port", 0, "HTTP listener port of --gateway (default: 8080 on "+kube.LocalGatewayClass+", else 80)")
-			fs.DurationVar(&wait, "wait", fixtures.DefaultDeployWait, "how long to wait for a Ready router pod and ready pools (0: don't wait)")
-		},
-		run: func(ctx context.Context, _ *flag.FlagSet, out io.Writer) error {
-			if routerReplicas < 1 {
-				return fmt.Errorf("--router-replicas must be at least 1, got %d", routerReplicas)
+	c := &cobra.Command{
+		Use:   "deploy",
+		Short: "deploy the sandbox router, templates with warm pools, and optionally a Gateway",
+		Args:  noArgs,
+	}
+	fs := c.Flags()
+	kf := newKubeFlags(fs, "namespace to deploy into (created when missing)")
+	out := newOutputFlag(fs)
+	fs.StringVar(&opts.RouterNamespace, "router-namespace", "", "namespace of the router and --gateway, e.g. agent-sandbox-system; tests then set SANDBOXTEST_ROUTER_NAMESPACE (default: --namespace)")
+	fs.StringSliceVar(&templates, "templates", nil, "SandboxTemplate YAML file or directory to add to the embedded templates, replacing those of the same name; repeatable or comma-separated (default: the embedded templates only)")
+	fs.StringVar(&opts.RouterImage, "router-image", fixtures.DefaultRouterImage, "sandbox-router image")
+	fs.IntVar(&routerReplicas, "router-replicas", 1, "router replicas")
+	fs.IntVar(&poolReplicas, "pool-replicas", 0, "warm sandboxes per template (0: each claim cold-starts)")
+	fs.StringVar(&opts.Gateway, "gateway", "", "also create a Gateway of this name with an HTTPRoute to the router (default: none)")
+	fs.StringVar(&opts.GatewayClass, "gateway-class", "", "GatewayClass of --gateway (default: "+kube.LocalGatewayClass+" on the local cluster, required elsewhere)")
+	fs.IntVar(&gatewayPort, "gateway-port", 0, "HTTP listener port of --gateway (default: 8080 on "+kube.LocalGatewayClass+", else 80)")
+	fs.BoolVar(&wait, "wait", true, "wait for a Ready router pod and ready pools")
+	fs.DurationVar(&timeout, "timeout", fixtures.DefaultDeployWait, "how long --wait waits")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if routerReplicas < 1 {
+			return usageErrorf("--router-replicas must be at least 1, got %d", routerReplicas)
+		}
+		if wait && timeout <= 0 {
+			return usageErrorf("--timeout must be positive, got %s; to not wait, use --wait=false", timeout)
+		}
+		cfg, _, err := kf.restConfig()
+		if err != nil {
+			return err
+		}
+		// A deploy is a short burst of a few dozen requests; client-go's
+		// default 5 QPS would make it wait on itself for seconds.
+		cfg.QPS, cfg.Burst = 50, 100
+		opts.Namespace = kf.namespace()
+		opts.TemplatePaths = templates
+		opts.RouterReplicas, opts.PoolReplicas, opts.GatewayPort = int32(routerReplicas), int32(poolReplicas), int32(gatewayPort)
+		opts.Wait = timeout
+		if !wait {
+			opts.Wait = -1 // DeployOptions: negative means don't wait
+		}
+		opts.Log = os.Stderr
+		rep, err := fixtures.Deploy(c.Context(), cfg, opts)
+		w := c.OutOrStdout()
+		if out.structured() {
+			if rep != nil {
+				if perr := out.print(w, deployDocument(rep, err)); perr != nil {
+					return perr
+				}
 			}
-			cfg, _, err := loadKubeconfig(kubeconfig)
-			if err != nil {
-				return err
-			}
-			// A deploy is a short burst of a few dozen requests; client-go's
-			// default 5 QPS would make it wait on itself for seconds.
-			cfg.QPS, cfg.Burst = 50, 100
-			opts.TemplatePaths = templates
-			opts.RouterReplicas, opts.PoolReplicas, opts.GatewayPort = int32(routerReplicas), int32(poolReplicas), int32(gatewayPort)
-			opts.Wait = wait
-			if wait == 0 {
-				opts.Wait = -1 // DeployOptions: negative means don't wait
-			}
-			opts.Log = os.Stderr
-			rep, err := fixtures.Deploy(ctx, cfg, opts)
-			if rep != nil && len(rep.Objects) > 0 {
-				printDeployReport(out, rep) // also on failure: what was applied, and how far it got
-			}
-			if err != nil {
-				return clusterError(err, kubeconfig)
-			}
+		} else if rep != nil && len(rep.Objects) > 0 {
+			printDeployReport(w, rep) // also on failure: what was applied, and how far it got
+		}
+		if err != nil {
+			return kf.clusterError(err)
+		}
+		if !out.structured() {
 			where := "namespace " + rep.Namespace
 			if rep.RouterNamespace != rep.Namespace {
 				where += " (router in namespace " + rep.RouterNamespace + ")"
@@ -71,10 +103,23 @@ func deployCommand() *command {
 			if rep.Local {
 				where += " of the local cluster"
 			}
-			fmt.Fprintf(out, "deployed to %s in %s\n", where, rep.Duration.Round(100*time.Millisecond))
-			return nil
-		},
+			fmt.Fprintf(w, "deployed to %s in %s\n", where, rep.Duration.Round(100*time.Millisecond))
+		}
+		return nil
 	}
+	return c
+}
+
+func deployDocument(rep *fixtures.DeployReport, err error) DeployReport {
+	doc := DeployReport{TypeMeta: typeMeta("DeployReport"), Namespace: rep.Namespace, RouterNamespace: rep.RouterNamespace,
+		Local: rep.Local, Templates: rep.Templates, Objects: []DeployObject{}, DurationSeconds: rep.Duration.Seconds()}
+	for _, o := range rep.Objects {
+		doc.Objects = append(doc.Objects, DeployObject{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Result: string(o.Result), State: o.State})
+	}
+	if err != nil {
+		doc.Error = err.Error()
+	}
+	return doc
 }
 
 func printDeployReport(w io.Writer, rep *fixtures.DeployReport) {
@@ -88,41 +133,4 @@ func printDeployReport(w io.Writer, rep *fixtures.DeployReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Kind, name, o.Result, o.State)
 	}
 	tw.Flush()
-}
-
-// clusterError drops the library's "sandboxtest: " prefix (the command
-// prints its own) and, for an unreachable cluster, says which kubeconfig
-// named it and how to get a cluster.
-func clusterError(err error, kubeconfigFlag string) error {
-	var unreachable *kube.UnreachableError
-	if errors.As(err, &unreachable) {
-		return fmt.Errorf("cannot reach the cluster at %s (from kubeconfig %s): %v; start a local cluster with: sandboxtest-setup local up",
-			unreachable.Server, kubeconfigSource(kubeconfigFlag), unreachable.Err)
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "sandboxtest: "))
-}
-
-// kubeconfigSource names the file the loading rules read first.
-func kubeconfigSource(flagPath string) string {
-	if flagPath != "" {
-		return flagPath
-	}
-	if env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar); env != "" {
-		return env
-	}
-	return clientcmd.RecommendedHomeFile
-}
-
-// stringList is a flag that may be repeated, each value also split at commas.
-type stringList []string
-
-func (l *stringList) String() string { return strings.Join(*l, ",") }
-
-func (l *stringList) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
-	return nil
 }

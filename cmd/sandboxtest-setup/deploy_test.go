@@ -1,36 +1,36 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/icmd"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
-// TestDeployCommand runs deploy and install-controller against one local
-// cluster (the cmd tests' TestMain starts none, so this test owns it).
+// TestDeployCommand runs deploy and install-controller against the shared
+// local cluster.
 func TestDeployCommand(t *testing.T) {
 	ctx := context.Background()
-	c, err := localcluster.Start(ctx, localcluster.Options{Dir: t.TempDir(), Log: os.Stderr}, nil)
+	kc := localCluster(t).kubeconfig
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
 	assert.NilError(t, err)
-	t.Cleanup(func() { c.Stop() })
-	cs, err := kubernetes.NewForConfig(c.RESTConfig)
+	cs, err := kubernetes.NewForConfig(cfg)
 	assert.NilError(t, err)
-	kc := c.Kubeconfig
 
 	t.Run("deploy prints what it applied and its state", func(t *testing.T) {
 		out, errOut, code := cli(t, "deploy", "--kubeconfig", kc, "--namespace", "cli")
@@ -73,7 +73,7 @@ spec:
       - name: python-runtime
         image: us-central1-docker.pkg.dev/k8s-staging-images/agent-sandbox/python-runtime-sandbox:latest-main
 `), 0o644))
-		out, errOut, code := cli(t, "deploy", "--kubeconfig", kc, "--namespace", "cli", "--templates", file, "--wait", "0")
+		out, errOut, code := cli(t, "deploy", "--kubeconfig", kc, "--namespace", "cli", "--templates", file, "--wait=false")
 		assert.Equal(t, code, 0, errOut)
 		assert.Check(t, tableRow(out, "SandboxTemplate", "cli/extra-template", "created", "-"), out)
 		assert.Check(t, tableRow(out, "SandboxWarmPool", "cli/extra-template", "created"), out)
@@ -104,11 +104,45 @@ spec:
 	t.Run("bad templates apply nothing", func(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "nope.yaml")
 		out, errOut, code := cli(t, "deploy", "--kubeconfig", kc, "--namespace", "cli-bad", "--templates", missing)
-		assert.Check(t, is.Equal(code, 1))
+		assert.Check(t, is.Equal(code, exitFailed))
 		assert.Check(t, is.Equal(out, ""))
 		assert.Check(t, is.Equal(errOut, "sandboxtest-setup: deploy: templates path "+missing+": no such file or directory\n"))
 		_, err := cs.CoreV1().Namespaces().Get(ctx, "cli-bad", metav1.GetOptions{})
 		assert.Check(t, apierrors.IsNotFound(err), "namespace cli-bad exists: %v", err)
+	})
+
+	t.Run("-n and -o json", func(t *testing.T) {
+		res := sandboxtestSetup(nil, "deploy", "--kubeconfig", kc, "-n", "cli-json", "-o", "json")
+		res.Assert(t, icmd.Success)
+		var rep DeployReport
+		assert.NilError(t, json.Unmarshal([]byte(res.Stdout()), &rep), res.Stdout())
+		assert.Check(t, is.Equal(rep.TypeMeta, typeMeta("DeployReport")))
+		assert.Check(t, is.Equal(rep.Namespace, "cli-json"))
+		assert.Check(t, is.Equal(rep.RouterNamespace, "cli-json"))
+		assert.Check(t, rep.Local)
+		assert.Check(t, is.DeepEqual(rep.Templates, []string{"python-env-template", "python-sandbox-template"}))
+		assert.Check(t, rep.DurationSeconds > 0)
+		assert.Check(t, is.Equal(rep.Error, ""))
+		assert.Check(t, slices.Contains(rep.Objects, DeployObject{Kind: "Deployment", Namespace: "cli-json", Name: "sandbox-router", Result: "created", State: "1/1 ready"}), "%+v", rep.Objects)
+		assert.Check(t, slices.Contains(rep.Objects, DeployObject{Kind: "ClusterRoleBinding", Name: "sandboxtest-sandbox-router-cli-json", Result: "created", State: "-"}), "%+v", rep.Objects)
+
+		res = sandboxtestSetup(nil, "deploy", "--kubeconfig", kc, "-n", "cli-json", "-o", "yaml")
+		res.Assert(t, icmd.Success)
+		rep = DeployReport{}
+		assert.NilError(t, yamlUnmarshal(res.Stdout(), &rep))
+		assert.Check(t, is.Equal(rep.Kind, "DeployReport"))
+		for _, o := range rep.Objects {
+			assert.Check(t, is.Equal(o.Result, "unchanged"), "%+v", o)
+		}
+	})
+
+	t.Run("--timeout bounds --wait; --wait=false does not wait", func(t *testing.T) {
+		// A new router cannot be Ready within a millisecond.
+		res := sandboxtestSetup(nil, "deploy", "--kubeconfig", kc, "-n", "cli-timeout", "--timeout", "1ms")
+		res.Assert(t, icmd.Expected{ExitCode: exitFailed, Out: "Deployment"})
+		assert.Check(t, is.Contains(res.Stderr(), "sandbox-router"), res.Stderr())
+		sandboxtestSetup(nil, "deploy", "--kubeconfig", kc, "-n", "cli-nowait", "--wait=false", "--timeout", "1ms").
+			Assert(t, icmd.Expected{Out: "deployed to namespace cli-nowait of the local cluster in "})
 	})
 
 	t.Run("install-controller does nothing on the local cluster", func(t *testing.T) {
@@ -164,7 +198,7 @@ func TestDeployUnreachableCluster(t *testing.T) {
 	kc, server := closedPortKubeconfig(t)
 	for _, args := range [][]string{{"deploy", "--kubeconfig", kc}, {"install-controller", "--kubeconfig", kc}} {
 		out, errOut, code := cli(t, args...)
-		assert.Check(t, is.Equal(code, 1), args)
+		assert.Check(t, is.Equal(code, exitUnreachable), args)
 		assert.Check(t, is.Equal(out, ""), args)
 		assert.Check(t, is.Equal(strings.Count(errOut, "\n"), 1), "not one line: %q", errOut)
 		assert.Check(t, is.Contains(errOut, "cannot reach the cluster at "+server+" (from kubeconfig "+kc+")"))
@@ -173,66 +207,55 @@ func TestDeployUnreachableCluster(t *testing.T) {
 
 	// Without --kubeconfig the loading rules' first file is named.
 	out, errOut, code := cliWithEnv(t, []string{"KUBECONFIG=" + kc}, "deploy")
-	assert.Check(t, is.Equal(code, 1))
+	assert.Check(t, is.Equal(code, exitUnreachable))
 	assert.Check(t, is.Equal(out, ""))
 	assert.Check(t, is.Contains(errOut, "(from kubeconfig "+kc+")"))
 }
 
 func TestDeployBadFlags(t *testing.T) {
-	_, errOut, code := cli(t, "deploy", "--router-replicas", "0")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Equal(errOut, "sandboxtest-setup: --router-replicas must be at least 1, got 0\n"))
-
-	_, errOut, code = cli(t, "deploy", "--wait", "soon")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, `invalid value "soon" for flag -wait`))
+	sandboxtestSetup(nil, "deploy", "--router-replicas", "0").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "sandboxtest-setup: --router-replicas must be at least 1, got 0\n"})
+	sandboxtestSetup(nil, "deploy", "--timeout", "soon").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `invalid argument "soon" for "--timeout" flag`})
+	sandboxtestSetup(nil, "deploy", "--timeout", "0").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "to not wait, use --wait=false"})
+	// The old --wait DURATION: --wait takes no value, the duration is a stray argument.
+	sandboxtestSetup(nil, "deploy", "--wait", "5m").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "--wait is a boolean, as in kubectl, with --timeout beside it; use --timeout 5m"})
+	sandboxtestSetup(nil, "deploy", "--wait", "0").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "use --wait=false"})
+	sandboxtestSetup(nil, "deploy", "--wait=maybe").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `invalid argument "maybe" for "--wait" flag`})
+	// A stray argument is an error wherever it stands, not the end of the flags.
+	sandboxtestSetup(nil, "deploy", "foo", "--namespace", "x").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `deploy takes no arguments (got ["foo"])`})
 }
 
 func TestDeployHelpListsEveryFlag(t *testing.T) {
-	_, errOut, code := cli(t, "deploy", "--help")
-	assert.Check(t, is.Equal(code, 0))
+	res := sandboxtestSetup(nil, "deploy", "--help")
+	res.Assert(t, icmd.Success)
 	for _, want := range []string{
-		"-kubeconfig string\n", "$KUBECONFIG, then ~/.kube/config",
-		"-namespace string\n", `(default "default")`,
-		"-templates value\n", "(default: the embedded templates only)",
-		"-router-namespace string\n", "tests then set SANDBOXTEST_ROUTER_NAMESPACE (default: --namespace)",
-		"-router-image string\n", `(default "registry.k8s.io/agent-sandbox/sandbox-router-go:v1.0.0")`,
-		"-router-replicas int\n", "router replicas (default 1)",
-		"-pool-replicas int\n", "(0: each claim cold-starts)",
-		"-gateway string\n", "(default: none)",
-		"-gateway-class string\n", "(default: sandboxtest-local on the local cluster, required elsewhere)",
-		"-gateway-port int\n", "(default: 8080 on sandboxtest-local, else 80)",
-		"-wait duration\n", "(0: don't wait) (default 2m0s)",
+		"--kubeconfig string ", "$KUBECONFIG, then ~/.kube/config",
+		"--context string ",
+		"-n, --namespace string ", `then the kube context's namespace, then "default"`,
+		"-o, --output format ", "json or yaml",
+		"--templates strings ", "(default: the embedded templates only)",
+		"--router-namespace string ", "tests then set SANDBOXTEST_ROUTER_NAMESPACE (default: --namespace)",
+		"--router-image string ", `(default "registry.k8s.io/agent-sandbox/sandbox-router-go:v1.0.0")`,
+		"--router-replicas int ", "router replicas (default 1)",
+		"--pool-replicas int ", "(0: each claim cold-starts)",
+		"--gateway string ", "(default: none)",
+		"--gateway-class string ", "(default: sandboxtest-local on the local cluster, required elsewhere)",
+		"--gateway-port int ", "(default: 8080 on sandboxtest-local, else 80)",
+		"--wait ", "ready pools (default true)",
+		"--timeout duration ", "how long --wait waits (default 2m0s)",
+		"Exit codes:",
 	} {
-		assert.Check(t, is.Contains(errOut, want))
+		assert.Check(t, is.Contains(res.Stdout(), want))
 	}
 
-	_, errOut, code = cli(t, "install-controller", "--help")
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Contains(errOut, "-kubeconfig string"))
-	assert.Check(t, is.Contains(errOut, "-version string"))
-	assert.Check(t, is.Contains(errOut, `(default "`+localcluster.AgentSandboxVersion+`")`))
+	res = sandboxtestSetup(nil, "install-controller", "--help")
+	res.Assert(t, icmd.Success)
+	assert.Check(t, is.Contains(res.Stdout(), "--kubeconfig string"))
+	assert.Check(t, is.Contains(res.Stdout(), "--version string"))
+	assert.Check(t, is.Contains(res.Stdout(), `(default "`+localcluster.AgentSandboxVersion+`")`))
+	assert.Check(t, !strings.Contains(res.Stdout(), "--namespace"), "install-controller has no namespace")
 
-	out, _, code := cli(t, "--help")
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Contains(out, "  deploy "))
-	assert.Check(t, is.Contains(out, "  install-controller "))
-}
-
-// cliWithEnv is cli with more environment variables for the child.
-func cliWithEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	exe, err := os.Executable()
-	assert.NilError(t, err)
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(append(os.Environ(), cliEnv+"=1"), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return out.String(), errb.String(), ee.ExitCode()
-	}
-	assert.NilError(t, err)
-	return out.String(), errb.String(), 0
+	res = sandboxtestSetup(nil, "--help")
+	res.Assert(t, icmd.Success)
+	assert.Check(t, is.Contains(res.Stdout(), "  deploy "))
+	assert.Check(t, is.Contains(res.Stdout(), "  install-controller "))
 }

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -12,6 +12,7 @@ import (
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/icmd"
 	"gotest.tools/v3/poll"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -25,18 +26,18 @@ import (
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
-	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
-// TestGCCommand runs gc against a local cluster of its own: the flags reach
+// TestGCCommand runs gc against the shared local cluster: the flags reach
 // the sweep, each object and a summary are printed, failures exit non-zero.
+// Its objects carry run ids r1 and r2, which no other test uses.
 func TestGCCommand(t *testing.T) {
 	ctx := context.Background()
-	c, err := localcluster.Start(ctx, localcluster.Options{Dir: t.TempDir(), Log: io.Discard}, nil)
+	kc := localCluster(t).kubeconfig
+	admin, err := clientcmd.BuildConfigFromFlags("", kc)
 	assert.NilError(t, err)
-	t.Cleanup(func() { c.Stop() })
-	cs := kubernetes.NewForConfigOrDie(c.RESTConfig)
-	x := extclient.NewForConfigOrDie(c.RESTConfig).ExtensionsV1beta1()
+	cs := kubernetes.NewForConfigOrDie(admin)
+	x := extclient.NewForConfigOrDie(admin).ExtensionsV1beta1()
 	other, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gc-other"}}, metav1.CreateOptions{})
 	assert.NilError(t, err)
 
@@ -72,7 +73,6 @@ func TestGCCommand(t *testing.T) {
 		}
 		return err == nil
 	}
-	kc := c.Kubeconfig
 
 	out, errOut, code := cli(t, "gc", "--kubeconfig", kc, "--dry-run", "--older-than", "0", "--run-id", "r1")
 	assert.Equal(t, code, 0, errOut)
@@ -89,6 +89,25 @@ func TestGCCommand(t *testing.T) {
 	assert.Equal(t, code, 0, errOut)
 	assert.Check(t, is.Equal(out, `deleted 0 claims and 0 cold pools in namespace "default", run r1 (kept: 2 younger than 1h, 1 cold pool in use)`+"\n"))
 
+	// -o json: the same sweep as a document, nothing else on stdout.
+	res := sandboxtestSetup(nil, "gc", "--kubeconfig", kc, "--dry-run", "--older-than", "0", "--run-id", "r1", "-o", "json")
+	res.Assert(t, icmd.Success)
+	var doc GCReport
+	assert.NilError(t, json.Unmarshal([]byte(res.Stdout()), &doc), res.Stdout())
+	assert.Check(t, is.Equal(doc.TypeMeta, typeMeta("GCReport")))
+	assert.Check(t, is.Equal(doc.Namespace, "default"))
+	assert.Check(t, !doc.AllNamespaces && doc.DryRun)
+	assert.Check(t, is.Equal(doc.RunID, "r1"))
+	assert.Check(t, is.Equal(doc.OlderThanSeconds, 0.0))
+	assert.Check(t, is.Equal(doc.Summary, `would delete 2 claims and 1 cold pool in namespace "default", run r1`))
+	var names []string
+	for _, o := range doc.Deleted {
+		names = append(names, o.Kind+" "+o.Namespace+"/"+o.Name+" "+o.RunID+" "+o.Test)
+		assert.Check(t, o.AgeSeconds >= 0)
+	}
+	assert.Check(t, is.DeepEqual(names, []string{"claim default/old-1 r1 TestCLI", "claim default/old-2 r1 TestCLI", "cold pool default/pool r1 "}))
+	assert.Check(t, is.Contains(res.Stderr(), "would delete claim default/old-1"), "the per-object lines go to stderr")
+
 	out, errOut, code = cli(t, "gc", "--kubeconfig", kc, "--older-than", "0", "--run-id", "r1")
 	assert.Equal(t, code, 0, errOut)
 	assert.Check(t, is.Contains(out, "deleted claim default/old-1 (run r1, test TestCLI, age "))
@@ -98,17 +117,17 @@ func TestGCCommand(t *testing.T) {
 	assert.Check(t, claimExists("default", "unlabelled") && claimExists("default", "other-run"))
 	assert.Check(t, claimExists(other.Name, "far"), "a one-namespace gc reached namespace %s", other.Name)
 
-	out, errOut, code = cli(t, "gc", "--kubeconfig", kc, "--older-than", "0", "--run-id", "r1", "--all-namespaces")
+	out, errOut, code = cli(t, "gc", "--kubeconfig", kc, "--older-than", "0", "--run-id", "r1", "-A")
 	assert.Equal(t, code, 0, errOut)
 	assert.Check(t, is.Contains(out, "deleted claim gc-other/far (run r1, test TestCLI, age "))
 	assert.Check(t, is.Contains(out, "deleted 1 claim and 0 cold pools in all namespaces, run r1\n"))
 	assert.Check(t, !claimExists(other.Name, "far"))
 
 	// A user who may list but not delete: each failure printed, the exit code says so.
-	limited := gcListOnlyKubeconfig(t, cs, c.RESTConfig, kc, "gc-cli-lister")
+	limited := gcListOnlyKubeconfig(t, cs, admin, kc, "gc-cli-lister")
 	out, errOut, code = cli(t, "gc", "--kubeconfig", limited, "--older-than", "0", "--run-id", "r2")
 	t.Logf("gc as a list-only user:\n%s%s", out, errOut)
-	assert.Check(t, is.Equal(code, 1))
+	assert.Check(t, is.Equal(code, exitFailed))
 	assert.Check(t, is.Contains(out, "failed to delete claim default/other-run (run r2, test TestCLI, age "))
 	assert.Check(t, is.Contains(out, `deleted 0 claims and 0 cold pools in namespace "default", run r2; 1 failed`+"\n"))
 	assert.Check(t, is.Contains(errOut, "sandboxtest-setup: deleting claim default/other-run: "))
@@ -168,7 +187,7 @@ func TestGCUnreachableCluster(t *testing.T) {
 	} {
 		t.Setenv("KUBECONFIG", path)
 		out, errOut, code := cli(t, args...)
-		assert.Check(t, is.Equal(code, 1), "%v", args)
+		assert.Check(t, is.Equal(code, exitUnreachable), "%v", args)
 		assert.Check(t, is.Equal(out, ""), "%v", args)
 		assert.Check(t, is.Equal(strings.Count(errOut, "\n"), 1), "not one line: %q", errOut)
 		assert.Check(t, is.Contains(errOut, "cannot reach the cluster at "+server))
@@ -177,38 +196,60 @@ func TestGCUnreachableCluster(t *testing.T) {
 }
 
 func TestGCWithoutKubeconfig(t *testing.T) {
-	t.Setenv("KUBECONFIG", "")
-	t.Setenv("HOME", t.TempDir()) // no ~/.kube/config
-	out, errOut, code := cli(t, "gc")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Equal(out, ""))
-	assert.Check(t, is.Contains(errOut, "sandboxtest-setup local up"))
+	home := t.TempDir() // no ~/.kube/config
+	sandboxtestSetup([]string{"KUBECONFIG=", "HOME=" + home}, "gc").Assert(t, icmd.Expected{ExitCode: exitUnreachable, Out: icmd.None,
+		Err: "no kubeconfig with a context (looked in " + filepath.Join(home, ".kube", "config") + "); start a local cluster with: sandboxtest-setup local up"})
 }
 
 func TestGCBadInput(t *testing.T) {
-	_, errOut, code := cli(t, "gc", "--older-than", "-1h")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, "--older-than -1h0m0s is negative; use 0 for any age"))
-
-	_, errOut, code = cli(t, "gc", "default")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, `gc takes no arguments (got ["default"])`))
-
-	_, errOut, code = cli(t, "gc", "--older-than", "soon")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, `invalid value "soon" for flag -older-than`))
+	sandboxtestSetup(nil, "gc", "--older-than", "-1h").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "--older-than -1h0m0s is negative; use 0 for any age"})
+	sandboxtestSetup(nil, "gc", "default").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `gc takes no arguments (got ["default"])`})
+	sandboxtestSetup(nil, "gc", "-A", "default").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `gc takes no arguments (got ["default"])`})
+	sandboxtestSetup(nil, "gc", "--older-than", "soon").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `invalid argument "soon" for "--older-than" flag`})
+	sandboxtestSetup(nil, "gc", "-o", "xml").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `"xml" is not an output format; use json or yaml`})
 }
 
 func TestGCHelp(t *testing.T) {
-	out, _, code := cli(t, "--help")
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Contains(out, "  gc "))
-	_, errOut, code := cli(t, "gc", "--help")
-	assert.Check(t, is.Equal(code, 0))
+	res := sandboxtestSetup(nil, "gc", "--help")
+	res.Assert(t, icmd.Success)
 	for _, want := range []string{
-		"-namespace string", `(default "default")`, "-all-namespaces", "-older-than duration", "(default 1h0m0s)",
-		"-run-id string", kube.LabelRunID, "-dry-run", "-kubeconfig string",
+		"-n, --namespace string", `then the kube context's namespace, then "default"`, "-A, --all-namespaces", "--older-than duration", "(default 1h0m0s)",
+		"--run-id string", kube.LabelRunID, "--dry-run", "--kubeconfig string", "--context string", "-o, --output format",
 	} {
-		assert.Check(t, is.Contains(errOut, want), fmt.Sprintf("gc --help lacks %q", want))
+		assert.Check(t, is.Contains(res.Stdout(), want), fmt.Sprintf("gc --help lacks %q", want))
+	}
+}
+
+// TestNamespaceDefaulting: -n, then $SANDBOXTEST_NAMESPACE, then the kube
+// context's namespace, then "default" (kube.ResolveNamespace, which the
+// library follows too); seen through gc -o json, which reports it.
+func TestNamespaceDefaulting(t *testing.T) {
+	kc := localCluster(t).kubeconfig
+	cfg, err := clientcmd.LoadFromFile(kc)
+	assert.NilError(t, err)
+	withNS := cfg.DeepCopy()
+	withNS.Contexts[withNS.CurrentContext].Namespace = "from-context"
+	withNSPath := filepath.Join(t.TempDir(), "kubeconfig")
+	assert.NilError(t, clientcmd.WriteToFile(*withNS, withNSPath))
+
+	for _, tc := range []struct {
+		name, kubeconfig, env string
+		args                  []string
+		want                  string
+	}{
+		{name: "flag over all", kubeconfig: withNSPath, env: "from-env", args: []string{"-n", "from-flag"}, want: "from-flag"},
+		{name: "long flag", kubeconfig: withNSPath, env: "from-env", args: []string{"--namespace=from-flag"}, want: "from-flag"},
+		{name: "variable over context", kubeconfig: withNSPath, env: "from-env", want: "from-env"},
+		{name: "context over default", kubeconfig: withNSPath, want: "from-context"},
+		{name: "default", kubeconfig: kc, want: "default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"gc", "--kubeconfig", tc.kubeconfig, "--dry-run", "-o", "json"}, tc.args...)
+			res := sandboxtestSetup([]string{"SANDBOXTEST_NAMESPACE=" + tc.env}, args...)
+			res.Assert(t, icmd.Success)
+			var doc GCReport
+			assert.NilError(t, json.Unmarshal([]byte(res.Stdout()), &doc), res.Stdout())
+			assert.Check(t, is.Equal(doc.Namespace, tc.want))
+		})
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,14 +10,6 @@ import (
 	"github.com/agentsandbox/go-sandboxtest/internal/kindcluster"
 )
 
-// runCLI runs the command table in-process.
-func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, &out, &errOut)
-	return code, out.String(), errOut.String()
-}
-
 func TestKindHelpListsFlagsWithDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -28,17 +18,18 @@ func TestKindHelpListsFlagsWithDefaults(t *testing.T) {
 		{
 			args: []string{"kind", "create", "--help"},
 			want: []string{
-				"-name", `(default "sandboxtest")`,
-				"-image", `(default "` + kindcluster.DefaultNodeImage + `")`,
-				"-kubernetes-version", "kindest/node:<version>",
-				"-kubeconfig", `(default "`,
-				"-wait", "(default 1m0s)",
-				"-deploy", "install-controller", "deploy",
+				"--name string", `(default "sandboxtest")`,
+				"--image string", `(default "` + kindcluster.DefaultNodeImage + `")`,
+				"--kubernetes-version string", "kindest/node:<version>",
+				"--kubeconfig string", `(default "`,
+				"--wait ", "(default true)",
+				"--timeout duration", "(default 1m0s)",
+				"--deploy", "install-controller", "deploy",
 			},
 		},
 		{
 			args: []string{"kind", "delete", "--help"},
-			want: []string{"-name", `(default "sandboxtest")`, "-kubeconfig", `(default "`},
+			want: []string{"--name string", `(default "sandboxtest")`, "--kubeconfig string", `(default "`},
 		},
 		{
 			args: []string{"--help"},
@@ -89,13 +80,13 @@ func TestKindWithoutRuntime(t *testing.T) {
 	for _, args := range [][]string{
 		{"kind", "create", "--kubeconfig", kubeconfig},
 		{"kind", "create"},
-		{"kind", "create", "--kubernetes-version", "v1.33.1", "--wait", "0"}, // the --image default does not conflict
-		{"kind", "create", "--deploy"},                                       // nothing is installed without a cluster
+		{"kind", "create", "--kubernetes-version", "v1.33.1", "--wait=false"}, // the --image default does not conflict
+		{"kind", "create", "--deploy"},                                        // nothing is installed without a cluster
 		{"kind", "delete", "--name", "other", "--kubeconfig", kubeconfig},
 	} {
 		code, stdout, stderr := runCLI(t, args...)
-		if code == 0 {
-			t.Errorf("%v: exit 0, want non-zero", args)
+		if code != exitUnreachable {
+			t.Errorf("%v: exit %d, want %d (a dependency could not be reached)", args, code, exitUnreachable)
 		}
 		for _, want := range []string{
 			"sandboxtest-setup: kind needs a container runtime (docker, podman or nerdctl) and none answers",
@@ -116,7 +107,7 @@ func TestKindWithoutRuntime(t *testing.T) {
 	}
 	// The same as a process: the exit status is non-zero (cli is in main_test.go).
 	stdout, stderr, code := cli(t, "kind", "create", "--kubeconfig", kubeconfig)
-	if code == 0 || stdout != "" || !strings.Contains(stderr, "no engine answers it") || !strings.Contains(stderr, "sandboxtest-setup local up") {
+	if code != exitUnreachable || stdout != "" || !strings.Contains(stderr, "no engine answers it") || !strings.Contains(stderr, "sandboxtest-setup local up") {
 		t.Errorf("sandboxtest-setup kind create: exit %d, stdout %q, stderr:\n%s\nwant non-zero and the no-runtime error", code, stdout, stderr)
 	}
 	for _, p := range []string{kubeconfig, filepath.Join(home, ".kube")} {
@@ -129,7 +120,7 @@ func TestKindWithoutRuntime(t *testing.T) {
 func TestKindCreateRejectsImageAndVersion(t *testing.T) {
 	withDockerClientOnly(t)
 	code, _, stderr := runCLI(t, "kind", "create", "--image", "example.com/node:mine", "--kubernetes-version", "v1.33.1")
-	if code == 0 || !strings.Contains(stderr, "set one of them") {
+	if code != exitUsage || !strings.Contains(stderr, "set one of them") {
 		t.Errorf("exit %d, stderr:\n%s\nwant non-zero and the both-set error", code, stderr)
 	}
 }

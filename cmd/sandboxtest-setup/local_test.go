@@ -1,113 +1,110 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"net"
-	"net/url"
+	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
-	"gotest.tools/v3/poll"
+	"gotest.tools/v3/icmd"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/localstate"
 )
 
-func TestLocalUpStatusEnvDown(t *testing.T) {
-	dir := t.TempDir()
-	t.Cleanup(func() { cli(t, "local", "down", "--dir", dir) })
+// TestLocalUp: two `local up` at once over a killed cluster's state give
+// one new cluster (one serving process, not the stale pid), both print its
+// kubeconfig, exactly one finds the other's; then env, status (table and
+// -o json) and a third up see it.
+func TestLocalUp(t *testing.T) {
+	c := localCluster(t)
+	want := "export KUBECONFIG=" + c.kubeconfig + "\n"
+	a, b := c.ups[0], c.ups[1]
+	assert.Check(t, is.Equal(a.Stdout(), want))
+	assert.Check(t, is.Equal(b.Stdout(), want))
+	assert.Check(t, strings.Contains(a.Stderr(), "already runs") != strings.Contains(b.Stderr(), "already runs"),
+		"exactly one up should find the other's cluster:\n%s\n---\n%s", a.Stderr(), b.Stderr())
+	assert.Check(t, is.Contains(a.Stderr()+b.Stderr(), "local cluster up in"))
 
-	out, errOut, code := cli(t, "local", "up", "--dir", dir)
-	assert.Equal(t, code, 0, errOut)
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	assert.Check(t, is.Equal(out, "export KUBECONFIG="+kubeconfig+"\n"))
-	assert.Check(t, is.Contains(errOut, "local cluster up in"))
-
-	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	pids := servePids(t, c.dir)
+	assert.Assert(t, is.Len(pids, 1))
+	assert.Check(t, pids[0] != c.stalePid)
+	data, err := os.ReadFile(filepath.Join(c.dir, localstate.PidFile))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(strings.TrimSpace(string(data)), strconv.Itoa(pids[0])))
+	info, err := os.Stat(c.dir)
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(info.Mode().Perm(), os.FileMode(0o700)))
+	for _, name := range []string{localstate.LogFile, localstate.PidFile, localstate.ReadyFile, localstate.KubeconfigFile} {
+		info, err := os.Stat(filepath.Join(c.dir, name))
+		if assert.Check(t, err) {
+			assert.Check(t, is.Equal(info.Mode().Perm(), os.FileMode(0o600)), name)
+		}
+	}
+	cfg, err := clientcmd.LoadFromFile(c.kubeconfig)
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(cfg.CurrentContext, "sandboxtest-local"))
-	server, err := url.Parse(cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server)
-	assert.NilError(t, err)
-	data, err := os.ReadFile(filepath.Join(dir, "serve.pid"))
-	assert.NilError(t, err)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	assert.NilError(t, err)
 
-	// A second up finds the running cluster instead of starting another.
-	out, errOut, code = cli(t, "local", "up", "--dir", dir)
-	assert.Equal(t, code, 0, errOut)
-	assert.Check(t, is.Equal(out, "export KUBECONFIG="+kubeconfig+"\n"))
-	assert.Check(t, is.Contains(errOut, "already runs"))
+	sandboxtestSetup(nil, "local", "up", "--dir", c.dir).Assert(t, icmd.Expected{Out: want, Err: "already runs"})
+	sandboxtestSetup(nil, "local", "env", "--dir", c.dir).Assert(t, icmd.Expected{Out: want})
 
-	out, _, code = cli(t, "local", "env", "--dir", dir)
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Equal(out, "export KUBECONFIG="+kubeconfig+"\n"))
+	res := sandboxtestSetup(nil, "local", "status", "--dir", c.dir)
+	res.Assert(t, icmd.Expected{Out: "state:      ready"})
+	assert.Check(t, is.Contains(res.Stdout(), "nodes:      1"))
 
-	out, _, code = cli(t, "local", "status", "--dir", dir)
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Contains(out, "state:      ready"))
-	assert.Check(t, is.Contains(out, "nodes:      1"))
+	res = sandboxtestSetup(nil, "local", "status", "--dir", c.dir, "-o", "json")
+	res.Assert(t, icmd.Success)
+	var st LocalStatus
+	assert.NilError(t, json.Unmarshal([]byte(res.Stdout()), &st), res.Stdout())
+	assert.Check(t, is.DeepEqual(st, LocalStatus{TypeMeta: typeMeta("LocalStatus"), Dir: c.dir, State: "ready", Pid: pids[0],
+		Server: cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server, Kubeconfig: c.kubeconfig, Nodes: 1, Pods: st.Pods}))
+	assert.Check(t, st.Pods > 0, "no pods: %+v", st)
+}
 
-	_, errOut, code = cli(t, "local", "down", "--dir", dir)
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Contains(errOut, "stopped"))
-	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		if syscall.Kill(pid, 0) == nil {
-			return poll.Continue("serving process %d still alive", pid)
-		}
-		if c, err := net.DialTimeout("tcp", server.Host, time.Second); err == nil {
-			c.Close()
-			return poll.Continue("kube-apiserver %s still listening", server.Host)
-		}
-		return poll.Success()
-	}, poll.WithTimeout(10*time.Second))
-	_, err = os.Stat(kubeconfig)
-	assert.Check(t, os.IsNotExist(err), "kubeconfig left behind")
-
-	out, errOut, code = cli(t, "local", "status", "--dir", dir)
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(out, "state:      stopped"))
-	assert.Check(t, is.Contains(errOut, "sandboxtest-setup local up"))
+// TestLocalStatusStale: a directory whose serving process was killed (a
+// free lock beside its pid file) is stopped, with exit 1, in both formats.
+func TestLocalStatusStale(t *testing.T) {
+	dir := t.TempDir()
+	assert.NilError(t, localstate.Mark(dir))
+	for name, content := range map[string]string{localstate.LockFile: "", localstate.PidFile: strconv.Itoa(os.Getpid()), localstate.ReadyFile: "x"} {
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+	}
+	sandboxtestSetup(nil, "local", "status", "--dir", dir).Assert(t, icmd.Expected{ExitCode: exitFailed, Out: "state:      stopped", Err: "run: sandboxtest-setup local up"})
+	res := sandboxtestSetup(nil, "local", "status", "--dir", dir, "-o", "yaml")
+	res.Assert(t, icmd.Expected{ExitCode: exitFailed})
+	st := LocalStatus{}
+	assert.NilError(t, yamlUnmarshal(res.Stdout(), &st))
+	assert.Check(t, is.DeepEqual(st, LocalStatus{TypeMeta: typeMeta("LocalStatus"), Dir: dir, State: "stopped", Problem: st.Problem}))
 }
 
 func TestLocalBadInput(t *testing.T) {
 	dir := t.TempDir()
-	_, errOut, code := cli(t, "local", "env", "--dir", dir)
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, "no ready local cluster in "+dir))
-	assert.Check(t, is.Contains(errOut, "run: sandboxtest-setup local up"))
-
-	_, errOut, code = cli(t, "local", "down", "--dir", dir)
-	assert.Check(t, is.Equal(code, 0), "down with nothing running is not an error")
-	assert.Check(t, is.Contains(errOut, "no local cluster runs"))
-
-	_, errOut, code = cli(t, "local", "sideways")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, `unknown command "sideways"`))
-	assert.Check(t, is.Contains(errOut, "up "))
-
-	_, errOut, code = cli(t, "local", "up", "--no-such-flag")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, "flag provided but not defined: -no-such-flag"))
+	sandboxtestSetup(nil, "local", "env", "--dir", dir).Assert(t, icmd.Expected{ExitCode: exitFailed, Err: "no ready local cluster in " + dir})
+	sandboxtestSetup(nil, "local", "down", "--dir", dir).Assert(t, icmd.Expected{Err: "no local cluster runs"}) // nothing running is not an error
+	res := sandboxtestSetup(nil, "local", "sideways")
+	res.Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `unknown command "sideways" for "sandboxtest-setup local"`})
+	assert.Check(t, is.Contains(res.Stderr(), "up"))
+	sandboxtestSetup(nil, "local", "stauts").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `unknown command "stauts" for "sandboxtest-setup local"; did you mean "status"?`})
+	sandboxtestSetup(nil, "local", "up", "--no-such-flag").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "unknown flag: --no-such-flag"})
+	sandboxtestSetup(nil, "local", "status", "--dir", dir, "extra").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `local status takes no arguments (got ["extra"])`})
+	sandboxtestSetup(nil, "local", "status", "-o", "table").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: `"table" is not an output format; use json or yaml`})
 }
 
-func TestHelpListsFlagsWithDefaults(t *testing.T) {
-	out, _, code := cli(t, "--help")
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Contains(out, "local"))
-	_, errOut, code := cli(t, "local", "up", "--help")
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Contains(errOut, "-dir"))
-	assert.Check(t, is.Contains(errOut, "-timeout"))
-	assert.Check(t, is.Contains(errOut, "(default 30m0s)"))
+func TestLocalHelp(t *testing.T) {
+	res := sandboxtestSetup(nil, "local", "up", "--help")
+	res.Assert(t, icmd.Expected{Out: "--dir string"})
+	assert.Check(t, is.Contains(res.Stdout(), "--timeout duration"))
+	assert.Check(t, is.Contains(res.Stdout(), "(default 30m0s)"))
+	// internal/localserve starts the cluster with exactly these flags.
+	res = sandboxtestSetup(nil, "local", "serve", "--help")
+	for _, f := range []string{"--dir string", "--exit-with-stdin", "--remove-dir"} {
+		assert.Check(t, is.Contains(res.Stdout(), f))
+	}
 }
 
 // TestLocalDownLeavesForeignDir: down on a directory that is not a
@@ -120,35 +117,22 @@ func TestLocalDownLeavesForeignDir(t *testing.T) {
 		assert.NilError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
 		assert.NilError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
 	}
-	check := func(errOut string, code int, named string) {
+	check := func(res *icmd.Result, named string) {
 		t.Helper()
-		assert.Check(t, is.Equal(code, 1))
-		assert.Check(t, is.Contains(errOut, named+" is not a local cluster's state directory"))
-		assert.Check(t, is.Contains(errOut, "nothing was touched"))
+		res.Assert(t, icmd.Expected{ExitCode: exitFailed, Err: named + " is not a local cluster's state directory"})
+		assert.Check(t, is.Contains(res.Stderr(), "nothing was touched"))
 		for name, content := range files {
 			data, err := os.ReadFile(filepath.Join(dir, name))
 			assert.Check(t, err)
 			assert.Check(t, is.Equal(string(data), content))
 		}
 	}
-	_, errOut, code := cli(t, "local", "down", "--dir", dir)
-	check(errOut, code, dir)
-
-	cmd := exec.Command(mustExecutable(t), "local", "down", "--dir", ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	assert.Assert(t, errors.As(err, &ee), "down --dir . succeeded: %v", err)
-	check(errb.String(), ee.ExitCode(), ".")
+	check(sandboxtestSetup(nil, "local", "down", "--dir", dir), dir)
+	check(icmd.RunCmd(icmd.Command(mustExecutable(t), "local", "down", "--dir", "."), icmd.Dir(dir), icmd.WithEnv(append(os.Environ(), cliEnv+"=1")...)), ".")
 
 	// up refuses it too rather than mixing its state with these files.
-	_, errOut, code = cli(t, "local", "up", "--dir", dir)
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, "nothing was touched"))
-	_, err = os.Stat(filepath.Join(dir, ".sandboxtest-local-cluster"))
+	sandboxtestSetup(nil, "local", "up", "--dir", dir).Assert(t, icmd.Expected{ExitCode: exitFailed, Err: "nothing was touched"})
+	_, err := os.Stat(filepath.Join(dir, localstate.MarkerFile))
 	assert.Check(t, os.IsNotExist(err), "up marked a foreign directory")
 }
 
@@ -177,81 +161,4 @@ func servePids(t *testing.T, dir string) []int {
 		}
 	}
 	return pids
-}
-
-// TestLocalUpConcurrent: two `local up` at once give one cluster: one
-// serving process, and both print its kubeconfig.
-func TestLocalUpConcurrent(t *testing.T) {
-	dir := t.TempDir()
-	t.Cleanup(func() { cli(t, "local", "down", "--dir", dir) })
-	type result struct {
-		out, errOut string
-		code        int
-	}
-	results := make(chan result, 2)
-	for range 2 {
-		go func() {
-			out, errOut, code := cli(t, "local", "up", "--dir", dir)
-			results <- result{out, errOut, code}
-		}()
-	}
-	a, b := <-results, <-results
-	want := "export KUBECONFIG=" + filepath.Join(dir, "kubeconfig") + "\n"
-	assert.Check(t, is.Equal(a.code, 0), a.errOut)
-	assert.Check(t, is.Equal(b.code, 0), b.errOut)
-	assert.Check(t, is.Equal(a.out, want))
-	assert.Check(t, is.Equal(b.out, want))
-	assert.Check(t, strings.Contains(a.errOut, "already runs") != strings.Contains(b.errOut, "already runs"),
-		"exactly one up should find the other's cluster:\n%s\n---\n%s", a.errOut, b.errOut)
-	assert.Check(t, is.Len(servePids(t, dir), 1))
-}
-
-// TestLocalUpAfterKill: after SIGKILL of the serving process its pid and
-// ready files are stale; status says stopped (the lock is free), and the
-// next up starts a new cluster instead of returning the dead one.
-func TestLocalUpAfterKill(t *testing.T) {
-	dir := t.TempDir()
-	t.Cleanup(func() { cli(t, "local", "down", "--dir", dir) })
-	_, errOut, code := cli(t, "local", "up", "--dir", dir)
-	assert.Assert(t, is.Equal(code, 0), errOut)
-	pids := servePids(t, dir)
-	assert.Assert(t, is.Len(pids, 1))
-	old := pids[0]
-	info, err := os.Stat(dir)
-	assert.NilError(t, err)
-	assert.Check(t, is.Equal(info.Mode().Perm(), os.FileMode(0o700)))
-	for _, name := range []string{"serve.log", "serve.pid", "ready", "kubeconfig"} {
-		info, err := os.Stat(filepath.Join(dir, name))
-		if assert.Check(t, err) {
-			assert.Check(t, is.Equal(info.Mode().Perm(), os.FileMode(0o600)), name)
-		}
-	}
-
-	assert.NilError(t, syscall.Kill(old, syscall.SIGKILL))
-	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		if syscall.Kill(old, 0) == nil {
-			return poll.Continue("pid %d still alive", old)
-		}
-		return poll.Success()
-	}, poll.WithTimeout(10*time.Second))
-	for _, name := range []string{"serve.pid", "ready"} {
-		_, err := os.Stat(filepath.Join(dir, name))
-		assert.Check(t, err, "%s should be stale, not gone, for this test to mean something", name)
-	}
-	out, _, code := cli(t, "local", "status", "--dir", dir)
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(out, "state:      stopped"))
-
-	_, errOut, code = cli(t, "local", "up", "--dir", dir)
-	assert.Assert(t, is.Equal(code, 0), errOut)
-	assert.Check(t, !strings.Contains(errOut, "already runs"), errOut)
-	pids = servePids(t, dir)
-	assert.Assert(t, is.Len(pids, 1))
-	assert.Check(t, pids[0] != old)
-	data, err := os.ReadFile(filepath.Join(dir, "serve.pid"))
-	assert.NilError(t, err)
-	assert.Check(t, is.Equal(strings.TrimSpace(string(data)), strconv.Itoa(pids[0])))
-	out, _, code = cli(t, "local", "status", "--dir", dir)
-	assert.Check(t, is.Equal(code, 0))
-	assert.Check(t, is.Contains(out, "state:      ready"))
 }

@@ -1,30 +1,58 @@
 // Command sandboxtest-setup prepares clusters for sandboxtest suites. This
-// file holds the command table; each command's work lives in a package.
+// file holds the command tree and the exit codes; each command's work lives
+// in a package.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	sandboxtest "github.com/agentsandbox/go-sandboxtest/sandboxtest"
 )
 
-// command is one subcommand (or group, when it has subcommands).
-type command struct {
-	name    string
-	summary string
-	usage   string // arguments after the name, for help
-	flags   func(fs *flag.FlagSet)
-	run     func(ctx context.Context, fs *flag.FlagSet, out io.Writer) error
-	sub     []*command
-	hidden  bool
+// Exit codes, documented in --help and the README.
+const (
+	exitOK          = 0 // success
+	exitFailed      = 1 // a check or validation failed, or the work did
+	exitUsage       = 2 // a usage error: unknown command or flag, stray argument, bad value
+	exitUnreachable = 3 // the cluster or a dependency could not be reached
+)
+
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  a check or validation failed (or the work itself did)
+  2  usage error: unknown command or flag, a stray argument, a bad value
+  3  the cluster or a dependency (kubeconfig, container runtime) could not be reached
+`
+
+// exitError carries the exit code an error maps to.
+type exitError struct {
+	code int
+	err  error
 }
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &exitError{exitUsage, fmt.Errorf(format, args...)}
+}
+
+// failed marks err as a failed check (exit 1) that was already shown.
+func failed(err error) error { return &exitError{exitFailed, err} }
+
+func unreachable(err error) error { return &exitError{exitUnreachable, err} }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -33,79 +61,100 @@ func main() {
 	os.Exit(code)
 }
 
-// errUsage marks errors that were already explained with help text.
-var errUsage = errors.New("usage")
-
+// run executes the command line args and returns the exit code.
 func run(ctx context.Context, args []string, out, errOut io.Writer) int {
-	root := &command{name: "sandboxtest-setup", summary: "prepare clusters for sandboxtest", sub: commands()}
-	if err := dispatch(ctx, root, args, out, errOut); err != nil {
-		if !errors.Is(err, errUsage) {
-			fmt.Fprintf(errOut, "sandboxtest-setup: %v\n", err)
-		}
-		return 1
+	root := newRootCommand()
+	root.SetArgs(args)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
 	}
-	return 0
+	fmt.Fprintf(errOut, "sandboxtest-setup: %v\n", err)
+	return exitCode(err)
 }
 
-func commands() []*command {
-	return []*command{localCommand(), kindCommand(), gcCommand(), doctorCommand(), deployCommand(), installControllerCommand(), validateCommand()}
+// exitCode maps an error to its exit code: what the commands marked, and
+// unreachable clusters from the packages wherever they come from.
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var ku *kube.UnreachableError
+	var su *sandboxtest.UnavailableError
+	if errors.As(err, &ku) || errors.As(err, &su) {
+		return exitUnreachable
+	}
+	return exitFailed
 }
 
-func dispatch(ctx context.Context, c *command, args []string, out, errOut io.Writer) error {
-	if len(c.sub) > 0 {
-		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			printGroupHelp(c, out)
-			if len(args) == 0 {
-				return errUsage
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sandboxtest-setup",
+		Short: "prepare clusters for sandboxtest",
+		Long: `sandboxtest-setup prepares clusters for sandboxtest suites: a local cluster
+without Docker, a Kind cluster, or any cluster in your kubeconfig.`,
+		SilenceErrors: true, // run prints them, once, with the exit code's meaning
+		SilenceUsage:  true, // an error is one line, not the whole help
+		Args:          subcommandArgs,
+		RunE:          groupRun,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErrorf("%v; see: %s --help", err, c.CommandPath())
+	})
+	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp)
+	root.CompletionOptions.DisableDefaultCmd = true // ours offers bash, zsh and fish
+	root.AddCommand(localCommand(), kindCommand(), gcCommand(), doctorCommand(), deployCommand(),
+		installControllerCommand(), validateCommand(), versionCommand(), completionCommand())
+	return root
+}
+
+// groupRun runs a command that only holds others: bare, it prints its help.
+func groupRun(c *cobra.Command, _ []string) error { return c.Help() }
+
+// subcommandArgs rejects an argument that names no subcommand.
+func subcommandArgs(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	var names []string
+	for _, s := range c.Commands() {
+		if s.IsAvailableCommand() {
+			names = append(names, s.Name())
+		}
+	}
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2 // cobra's default, set only where it suggests itself
+	}
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		return usageErrorf("unknown command %q for %q; did you mean %q?", args[0], c.CommandPath(), s[0])
+	}
+	return usageErrorf("unknown command %q for %q (commands: %s); see: %s --help", args[0], c.CommandPath(), strings.Join(names, ", "), c.CommandPath())
+}
+
+// noArgs rejects positional arguments, which no leaf command takes. A
+// duration after --wait is the old --wait DURATION: say what replaced it.
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	name := strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
+	if f := c.Flags().Lookup("wait"); f != nil && f.Changed && f.Value.Type() == "bool" {
+		if d, err := time.ParseDuration(args[0]); err == nil {
+			fix := "--wait=false"
+			if d > 0 {
+				fix = "--timeout " + args[0]
 			}
-			return nil
+			return usageErrorf("%s takes no arguments (got %q): --wait is a boolean, as in kubectl, with --timeout beside it; use %s", name, args, fix)
 		}
-		for _, s := range c.sub {
-			if s.name == args[0] {
-				s.name = c.name + " " + s.name
-				return dispatch(ctx, s, args[1:], out, errOut)
-			}
-		}
-		printGroupHelp(c, errOut)
-		return fmt.Errorf("unknown command %q for %s", args[0], c.name)
 	}
-	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	if c.flags != nil {
-		c.flags(fs)
-	}
-	fs.Usage = func() { printCommandHelp(c, fs, fs.Output()) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil // fs.Usage printed the help
-		}
-		return errUsage
-	}
-	return c.run(ctx, fs, out)
+	return usageErrorf("%s takes no arguments (got %q); see: %s --help", name, args, c.CommandPath())
 }
 
-func printGroupHelp(c *command, w io.Writer) {
-	fmt.Fprintf(w, "%s: %s\n\nUsage:\n  %s <command> [flags]\n\nCommands:\n", c.name, c.summary, c.name)
-	subs := append([]*command{}, c.sub...)
-	sort.Slice(subs, func(i, j int) bool { return subs[i].name < subs[j].name })
-	width := 0
-	for _, s := range subs {
-		width = max(width, len(s.name))
-	}
-	for _, s := range subs {
-		if !s.hidden {
-			fmt.Fprintf(w, "  %-*s  %s\n", width, s.name, s.summary)
-		}
-	}
-	fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags.\n", c.name)
-}
-
-func printCommandHelp(c *command, fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprintf(w, "%s: %s\n\nUsage:\n  %s [flags]%s\n", c.name, c.summary, c.name, c.usage)
-	var b strings.Builder
-	fs.SetOutput(&b)
-	fs.PrintDefaults()
-	if b.Len() > 0 {
-		fmt.Fprintf(w, "\nFlags:\n%s", b.String())
-	}
+// explicit reports whether the flag name was given on the command line.
+func explicit(fs *pflag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	return f != nil && f.Changed
 }

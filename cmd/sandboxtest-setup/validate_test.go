@@ -2,17 +2,18 @@ package main
 
 import (
 	"context"
-	"os"
+	"encoding/json"
 	"regexp"
 	"testing"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/icmd"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/agentsandbox/go-sandboxtest/fixtures"
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
-	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
 
 // brokenTemplate declares and probes port 8888, but its server listens on
@@ -38,22 +39,21 @@ spec:
             httpGet: {path: /, port: runtime}
 `
 
-// TestValidateCommand runs validate against its own local cluster (the cmd
-// tests share none) for a template that works and one that does not.
+// TestValidateCommand runs validate against the shared local cluster for a
+// template that works and one that does not.
 func TestValidateCommand(t *testing.T) {
 	ctx := context.Background()
-	c, err := localcluster.Start(ctx, localcluster.Options{Dir: t.TempDir(), Log: os.Stderr}, nil)
+	kcfg := localCluster(t).kubeconfig
+	cfg, err := clientcmd.BuildConfigFromFlags("", kcfg)
 	assert.NilError(t, err)
-	t.Cleanup(func() { c.Stop() })
-	_, err = fixtures.Deploy(ctx, c.RESTConfig, fixtures.DeployOptions{Namespace: "v"})
+	_, err = fixtures.Deploy(ctx, cfg, fixtures.DeployOptions{Namespace: "v"})
 	assert.NilError(t, err)
 	ts, err := kube.DecodeTemplates("broken.yaml", []byte(brokenTemplate))
 	assert.NilError(t, err)
-	kc, err := kube.NewClients(c.RESTConfig)
+	kc, err := kube.NewClients(cfg)
 	assert.NilError(t, err)
 	_, err = kc.Extensions.ExtensionsV1beta1().SandboxTemplates("v").Create(ctx, ts[0].SandboxTemplate, metav1.CreateOptions{})
 	assert.NilError(t, err)
-	kcfg := c.Kubeconfig
 
 	t.Run("a working template passes", func(t *testing.T) {
 		out, errOut, code := cli(t, "validate", "--kubeconfig", kcfg, "--namespace", "v", "--template", "python-sandbox-template")
@@ -76,6 +76,27 @@ func TestValidateCommand(t *testing.T) {
 		assert.Check(t, is.Contains(errOut, "sandboxtest-setup: template broken-port failed 1 of 15 checks\n"), errOut)
 	})
 
+	t.Run("-o json", func(t *testing.T) {
+		res := sandboxtestSetup(nil, "validate", "--kubeconfig", kcfg, "-n", "v", "--template", "nope", "-o", "json")
+		res.Assert(t, icmd.Expected{ExitCode: exitFailed, Err: "template nope failed 1 of 15 checks"})
+		var rep ValidationReport
+		assert.NilError(t, json.Unmarshal([]byte(res.Stdout()), &rep), res.Stdout())
+		assert.Check(t, is.Equal(rep.TypeMeta, typeMeta("ValidationReport")))
+		assert.Check(t, is.Equal(rep.Template, "nope"))
+		assert.Check(t, is.Equal(rep.Namespace, "v"))
+		assert.Check(t, !rep.OK)
+		assert.Check(t, is.Equal(rep.Error, ""))
+		assert.Check(t, is.Len(rep.Checks, len(fixtures.ValidationChecks())))
+		var failedChecks []ValidationCheck
+		for _, c := range rep.Checks {
+			if c.Status == "FAIL" {
+				failedChecks = append(failedChecks, c)
+			}
+		}
+		assert.Assert(t, is.Len(failedChecks, 1), "%+v", rep.Checks)
+		assert.Check(t, is.Contains(failedChecks[0].Detail, `template "nope" not found in namespace "v"`))
+	})
+
 	t.Run("an unknown template", func(t *testing.T) {
 		out, errOut, code := cli(t, "validate", "--kubeconfig", kcfg, "--namespace", "v", "--template", "nope")
 		assert.Check(t, is.Equal(code, 1))
@@ -85,13 +106,12 @@ func TestValidateCommand(t *testing.T) {
 }
 
 func TestValidateCommandUsage(t *testing.T) {
-	_, errOut, code := cli(t, "validate")
-	assert.Check(t, is.Equal(code, 1))
-	assert.Check(t, is.Contains(errOut, "--template is required"))
+	sandboxtestSetup(nil, "validate").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "--template is required"})
+	sandboxtestSetup(nil, "validate", "python-sandbox-template").Assert(t, icmd.Expected{ExitCode: exitUsage, Err: "validate takes no arguments"})
 
-	_, errOut, code = cli(t, "validate", "--help")
-	assert.Check(t, is.Equal(code, 0))
-	for _, f := range []string{"-template", "-namespace", "-kubeconfig", "-ready-budget", "-require-non-root", "(default 3m0s)"} {
-		assert.Check(t, is.Contains(errOut, f))
+	res := sandboxtestSetup(nil, "validate", "--help")
+	res.Assert(t, icmd.Success)
+	for _, f := range []string{"--template", "-n, --namespace", "--kubeconfig", "--context", "--ready-budget", "--require-non-root", "-v, --verbose", "-o, --output", "(default 3m0s)"} {
+		assert.Check(t, is.Contains(res.Stdout(), f))
 	}
 }

@@ -328,5 +328,5 @@ func (g *gcRun) listError(resource, ns string, err error) error {
 	if errors.As(err, &uerr) {
 		err = uerr.Err
 	}
-	return fmt.Errorf("gc: cannot reach the cluster at %s (%v); start a local one with: sandboxtest-setup local up", g.server, err)
+	return fmt.Errorf("gc: %w; start a local one with: sandboxtest-setup local up", &UnreachableError{Server: g.server, Err: err})
 }

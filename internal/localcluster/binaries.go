@@ -156,6 +156,18 @@ func (b *Builder) Ensure(ctx context.Context) (map[string]string, error) {
 		}
 		return paths, nil
 	}
+	total := 0
+	for _, g := range buildGroups {
+		if !groupComplete(filepath.Join(b.CacheDir, "bin", g.cacheKey()), g) {
+			total += len(g.binaries)
+		}
+	}
+	if total > 0 {
+		p := &buildProgress{log: b.Log, start: time.Now(), total: total}
+		stop := p.heartbeat(buildHeartbeat)
+		defer stop()
+		ctx = withBuildProgress(ctx, p)
+	}
 	for _, g := range buildGroups {
 		dir, err := b.ensureGroup(ctx, g)
 		if err != nil {
@@ -177,12 +189,15 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 	if err := os.MkdirAll(filepath.Join(b.CacheDir, "bin"), 0o755); err != nil {
 		return "", err
 	}
+	p := progressFrom(ctx)
+	p.set("waiting for the build lock of " + g.name + " " + g.version)
 	unlock, err := localstate.BuildLock(ctx, filepath.Join(b.CacheDir, "bin", g.cacheKey()+".lock"), "into the cache", b.Log)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
 	if groupComplete(final, g) { // another process built it while we waited
+		p.built(len(g.binaries))
 		return final, nil
 	}
 	names := make([]string, 0, len(g.binaries))
@@ -200,6 +215,7 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return "", err
 	}
+	p.set("downloading the modules of " + g.name + " " + g.version)
 	if err := g.module(ctx, g, src); err != nil {
 		return "", fmt.Errorf("preparing %s %s build: %w", g.name, g.version, err)
 	}
@@ -213,9 +229,11 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 		if g.ldflags != "" {
 			args = append(args, "-ldflags", g.ldflags)
 		}
+		p.set(name + " " + g.version)
 		if err := b.goCmd(ctx, src, append(args, g.binaries[name])...); err != nil {
 			return "", fmt.Errorf("building %s %s: %w", name, g.version, err)
 		}
+		p.built(1)
 	}
 	_ = os.RemoveAll(final)
 	if err := os.Rename(tmp, final); err != nil {
