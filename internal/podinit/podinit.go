@@ -1,64 +1,32 @@
-// Package podinit is the inside of a local pod: the process that the node
-// re-executes from its own binary as the pod's init (PID 1 of new user,
-// mount, PID, IPC and UTS namespaces), the filesystem view it builds, and
-// the processes it starts and reaps on the node's behalf. It also holds the
-// node's end of the conversation (Start, Sandbox.Exec).
+// Package podinit is the node's side of a local pod: it starts the pod's
+// init (package inpod, re-executed from the node's own binary) and asks it
+// to start and signal the pod's processes (Start, Sandbox.Exec). It also
+// serves the runtime server role, the python runtime's API inside a pod.
 //
-// Any binary that links this package can serve as a pod init: an init
-// function takes over before main when argv[0] names one of its roles, so
-// test binaries and sandboxtest-setup need no hook of their own.
+// Any binary that links this package can serve as a pod init and runtime
+// server: init functions take over before main when argv[0] names a role,
+// so test binaries and sandboxtest-setup need no hook of their own.
 package podinit
 
 import (
 	"fmt"
 	"os"
-)
 
-// Roles, as argv[0] of a re-executed binary.
-const (
-	roleInit          = "sandboxtest-pod-init"
-	roleCheck         = "sandboxtest-userns-check"
-	roleRuntimeServer = "sandboxtest-runtime-server"
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit/inpod"
 )
 
 // Config is what the init needs to build a pod's view of the system.
-type Config struct {
-	// Isolated is false when the node runs pods without namespaces
-	// (SANDBOXTEST_UNISOLATED=1): processes then see the host as the node does.
-	Isolated bool `json:"isolated,omitempty"`
-	// Root is an empty host directory, owned by the node's user, on which
-	// the init mounts the pod's root.
-	Root     string `json:"root,omitempty"`
-	Hostname string `json:"hostname"`
-	PodIP    string `json:"podIP,omitempty"`
-	// UID and GID are the container's user inside the pod; the node's own
-	// user is mapped to them.
-	UID  int    `json:"uid"`
-	GID  int    `json:"gid"`
-	Home string `json:"home,omitempty"` // the user's home in /etc/passwd; default "/"
-	// Mounts are the writable working directory, volumes and files an image
-	// would bring, mounted in order after the system directories.
-	Mounts []Mount `json:"mounts,omitempty"`
-	// PidsLimit, when > 0, is set as RLIMIT_NPROC for every process of the pod.
-	PidsLimit int `json:"pidsLimit,omitempty"`
-}
+type Config = inpod.Config
+
+// Mount is one entry of a container's filesystem view besides the system
+// directories: a volume (or a file of one) at its mountPath.
+type Mount = inpod.Mount
 
 func init() {
-	if len(os.Args) == 0 {
+	if len(os.Args) == 0 || os.Args[0] != inpod.RoleRuntimeServer {
 		return
 	}
-	var err error
-	switch os.Args[0] {
-	case roleInit:
-		err = runInit()
-	case roleCheck:
-		os.Exit(0)
-	case roleRuntimeServer:
-		err = runRuntimeServer(os.Args[1:])
-	default:
-		return
-	}
-	if err != nil {
+	if err := runRuntimeServer(os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[0], err)
 		os.Exit(1)
 	}

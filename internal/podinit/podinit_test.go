@@ -15,6 +15,9 @@ import (
 	"gotest.tools/v3/poll"
 )
 
+// defaultPath is the PATH the images set (inpod uses it when a command names none).
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // start builds an isolated sandbox whose writable /app is a temp dir.
 func start(t *testing.T, uid int) (*Sandbox, string) {
 	t.Helper()

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit/inpod"
 	"github.com/agentsandbox/go-sandboxtest/internal/runtimeserver"
 )
 
@@ -20,7 +21,7 @@ import (
 // running commands with env.
 func RuntimeServer(addr, root string, env []string) Process {
 	return Process{
-		Argv: []string{roleRuntimeServer, "--listen", addr, "--root", root},
+		Argv: []string{inpod.RoleRuntimeServer, "--listen", addr, "--root", root},
 		Env:  env,
 		Dir:  root,
 		Self: true,
@@ -30,7 +31,7 @@ func RuntimeServer(addr, root string, env []string) Process {
 // runRuntimeServer is the runtime server role: the container's main process
 // for python-runtime images. Its log is its stdout.
 func runRuntimeServer(args []string) error {
-	fs := flag.NewFlagSet(roleRuntimeServer, flag.ContinueOnError)
+	fs := flag.NewFlagSet(inpod.RoleRuntimeServer, flag.ContinueOnError)
 	addr := fs.String("listen", "", "host:port to serve on")
 	root := fs.String("root", "/app", "directory the file API and commands work in")
 	if err := fs.Parse(args); err != nil {

@@ -12,20 +12,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit/inpod"
 	"github.com/agentsandbox/go-sandboxtest/internal/proc"
 )
 
 // Sandbox is the node's handle on a running pod init.
 type Sandbox struct {
 	pid  int
-	c    *conn
+	c    *inpod.Conn
 	done chan struct{} // closed when the init has exited (and with it every process of the pod)
 
 	mu      sync.Mutex
 	nextID  int
 	procs   map[int]*Proc
-	waiting map[int]chan message // exec requests awaiting started/error
-	err     error                // why the init ended, once done
+	waiting map[int]chan inpod.Message // exec requests awaiting started/error
+	err     error                      // why the init ended, once done
 }
 
 // Proc is a process the init started in the pod.
@@ -94,13 +95,13 @@ func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, e
 	defer theirs.Close()
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
-		Args:        []string{roleInit, cfg.Hostname},
+		Args:        []string{inpod.RoleInit, cfg.Hostname},
 		Env:         []string{},
 		ExtraFiles:  []*os.File{theirs}, // fd 3
 		Stderr:      stderr,
 		SysProcAttr: sysProcAttr(cfg.Isolated, cfg.UID, cfg.GID),
 	}
-	sb := &Sandbox{c: newConn(ours), done: make(chan struct{}), procs: map[int]*Proc{}, waiting: map[int]chan message{}}
+	sb := &Sandbox{c: inpod.NewConn(ours), done: make(chan struct{}), procs: map[int]*Proc{}, waiting: map[int]chan inpod.Message{}}
 	// Pdeathsig takes the init down with this process.
 	err = proc.StartLocked(cmd, sb.ended)
 	if err != nil {
@@ -118,17 +119,17 @@ func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, e
 			return fail(err)
 		}
 	}
-	if err := sb.c.send(message{Op: opConfig, Config: &cfg}); err != nil {
+	if err := sb.c.Send(inpod.Message{Op: inpod.OpConfig, Config: &cfg}); err != nil {
 		return fail(fmt.Errorf("podinit: sending the config: %w", err))
 	}
-	m, _, err := sb.c.recv()
+	m, _, err := sb.c.Recv()
 	switch {
 	case err != nil:
 		<-sb.done
 		return fail(fmt.Errorf("podinit: the pod init ended before it was ready (%v)", sb.err))
-	case m.Op == opError:
+	case m.Op == inpod.OpError:
 		return fail(fmt.Errorf("podinit: building the pod: %s", m.Error))
-	case m.Op != opReady:
+	case m.Op != inpod.OpReady:
 		return fail(fmt.Errorf("podinit: unexpected %q from the pod init", m.Op))
 	}
 	go sb.readLoop()
@@ -154,7 +155,7 @@ func (s *Sandbox) ended(err error) {
 	procs := s.procs
 	s.procs = map[int]*Proc{}
 	for id, ch := range s.waiting {
-		ch <- message{Op: opError, Error: fmt.Sprintf("the pod init ended (%v)", err)}
+		ch <- inpod.Message{Op: inpod.OpError, Error: fmt.Sprintf("the pod init ended (%v)", err)}
 		delete(s.waiting, id)
 	}
 	s.mu.Unlock()
@@ -168,20 +169,20 @@ func (s *Sandbox) ended(err error) {
 // readLoop dispatches the init's replies until it closes the socket.
 func (s *Sandbox) readLoop() {
 	for {
-		m, files, err := s.c.recv()
-		closeAll(files)
+		m, files, err := s.c.Recv()
+		inpod.CloseAll(files)
 		if err != nil {
-			s.c.f.Close() // the init ended; ended() tells the waiters
+			s.c.Close() // the init ended; ended() tells the waiters
 			return
 		}
 		s.mu.Lock()
 		switch m.Op {
-		case opStarted, opError:
+		case inpod.OpStarted, inpod.OpError:
 			if ch, ok := s.waiting[m.ID]; ok {
 				delete(s.waiting, m.ID)
 				ch <- m
 			}
-		case opExited:
+		case inpod.OpExited:
 			if p, ok := s.procs[m.ID]; ok {
 				delete(s.procs, m.ID)
 				p.code = m.Code
@@ -211,7 +212,7 @@ func (s *Sandbox) Exec(p Process) (*Proc, error) {
 			stdio[i] = devnull
 		}
 	}
-	ch := make(chan message, 1)
+	ch := make(chan inpod.Message, 1)
 	s.mu.Lock()
 	select {
 	case <-s.done:
@@ -224,13 +225,13 @@ func (s *Sandbox) Exec(p Process) (*Proc, error) {
 	s.waiting[proc.id] = ch
 	s.procs[proc.id] = proc // before the request: its exit may come right after "started"
 	s.mu.Unlock()
-	err := s.c.send(message{Op: opExec, ID: proc.id, Argv: p.Argv, Env: p.Env, Dir: p.Dir, Self: p.Self}, stdio...)
+	err := s.c.Send(inpod.Message{Op: inpod.OpExec, ID: proc.id, Argv: p.Argv, Env: p.Env, Dir: p.Dir, Self: p.Self}, stdio...)
 	if err != nil {
 		s.forget(proc.id)
 		return nil, fmt.Errorf("podinit: asking the pod init to start %q: %w", p.Argv[0], err)
 	}
 	m := <-ch
-	if m.Op == opError {
+	if m.Op == inpod.OpError {
 		s.forget(proc.id)
 		return nil, errors.New(m.Error)
 	}
@@ -261,7 +262,7 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 		return nil
 	default:
 	}
-	return p.sb.c.send(message{Op: opSignal, ID: p.id, Signal: int(sig)})
+	return p.sb.c.Send(inpod.Message{Op: inpod.OpSignal, ID: p.id, Signal: int(sig)})
 }
 
 // Stop sends SIGTERM, then SIGKILL after grace (at once when grace <= 0),
@@ -284,7 +285,7 @@ func (p *Proc) Stop(grace time.Duration) {
 // Check reports whether this machine lets this user create the namespaces
 // of an isolated pod, by starting a child in them that exits at once.
 func Check() error {
-	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{roleCheck}, Env: []string{},
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{inpod.RoleCheck}, Env: []string{},
 		SysProcAttr: sysProcAttr(true, 0, 0)}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -16,8 +16,9 @@ import (
 )
 
 // probeReadiness marks the container Ready when its readinessProbe passes
-// (at once when it has none). Until the first success it probes every 50ms,
-// not every periodSeconds, so a fresh sandbox is Ready as soon as it serves.
+// (at once when it has none). Until the first success it probes every
+// firstProbeWait, not every periodSeconds, so a fresh sandbox is Ready as
+// soon as it serves.
 func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Instance) {
 	probe := c.spec.ReadinessProbe
 	if probe == nil {
@@ -57,7 +58,7 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 		}
 		wait := period
 		if !ready {
-			wait = 50 * time.Millisecond
+			wait = firstProbeWait(probe)
 		}
 		select {
 		case <-ctx.Done():
@@ -65,6 +66,19 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 		case <-time.After(wait):
 		}
 	}
+}
+
+// firstProbeWait is the pause between probes until the first success. A
+// server's process comes up some 20 ms after it is started (a re-executed
+// Go binary initialising its packages), so a 50 ms poll made most pods wait
+// for the second or third probe: network probes, which cost a refused
+// connection until the port listens, poll every 5 ms; an exec probe starts
+// a process in the pod each time, so it keeps 50 ms.
+func firstProbeWait(probe *corev1.Probe) time.Duration {
+	if probe.Exec != nil {
+		return 50 * time.Millisecond
+	}
+	return 5 * time.Millisecond
 }
 
 func (r *podRun) setReady(c *containerRun, inst Instance, ready bool) {

@@ -1,4 +1,4 @@
-package podinit
+package inpod
 
 // Mount is one entry of a container's filesystem view besides the system
 // directories: a volume (or a file of one) at its mountPath.

@@ -1,4 +1,4 @@
-package podinit
+package inpod
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"path"
 	"runtime"
 	"strings"
 	"sync"
@@ -31,7 +31,7 @@ var containerCaps = []int{
 // initState is the running init.
 type initState struct {
 	cfg  Config
-	c    *conn
+	c    *Conn
 	self *os.File // this binary, opened before the host's tree went away
 
 	mu    sync.Mutex  // held across fork+register and across reaping, so no exit is missed
@@ -42,13 +42,13 @@ type initState struct {
 }
 
 type job struct {
-	m     message
+	m     Message
 	stdio []*os.File
 }
 
 func runInit() error {
 	syscall.CloseOnExec(3) // the control socket stays with the init
-	c := newConn(os.NewFile(3, "node"))
+	c := NewConn(os.NewFile(3, "node"))
 	// Signals from inside the pod must not end PID 1 by Go's default
 	// handling; catching them (instead of ignoring) lets children start
 	// with the default dispositions.
@@ -61,30 +61,30 @@ func runInit() error {
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
 
-	m, _, err := c.recv()
+	m, _, err := c.Recv()
 	if err != nil {
 		return fmt.Errorf("reading the config: %w", err)
 	}
-	if m.Op != opConfig || m.Config == nil {
+	if m.Op != OpConfig || m.Config == nil {
 		return fmt.Errorf("expected the config, got %q", m.Op)
 	}
 	st := &initState{cfg: *m.Config, c: c, procs: map[int]int{}, ids: map[int]int{}, jobs: make(chan job)}
 	if err := st.setup(); err != nil {
-		_ = c.send(message{Op: opError, Error: err.Error()})
+		_ = c.Send(Message{Op: OpError, Error: err.Error()})
 		return err
 	}
 	ready := make(chan error, 1)
 	go st.spawner(ready)
 	if err := <-ready; err != nil {
-		_ = c.send(message{Op: opError, Error: err.Error()})
+		_ = c.Send(Message{Op: OpError, Error: err.Error()})
 		return err
 	}
 	go st.reaper(chld)
-	if err := c.send(message{Op: opReady}); err != nil {
+	if err := c.Send(Message{Op: OpReady}); err != nil {
 		return err
 	}
 	for {
-		m, files, err := c.recv()
+		m, files, err := c.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				st.killAll() // the node is gone; in a PID namespace this exit ends everything anyway
@@ -93,10 +93,10 @@ func runInit() error {
 			return err
 		}
 		switch m.Op {
-		case opExec:
+		case OpExec:
 			st.jobs <- job{m: m, stdio: files}
-		case opSignal:
-			closeAll(files)
+		case OpSignal:
+			CloseAll(files)
 			st.mu.Lock()
 			pid, ok := st.ids[m.ID]
 			st.mu.Unlock()
@@ -104,7 +104,7 @@ func runInit() error {
 				_ = unix.Kill(-pid, unix.Signal(m.Signal))
 			}
 		default:
-			closeAll(files)
+			CloseAll(files)
 		}
 	}
 }
@@ -148,12 +148,12 @@ func (st *initState) spawner(ready chan<- error) {
 	ready <- nil
 	for j := range st.jobs {
 		pid, err := st.start(j)
-		closeAll(j.stdio)
+		CloseAll(j.stdio)
 		if err != nil {
-			_ = st.c.send(message{Op: opError, ID: j.m.ID, Error: err.Error()})
+			_ = st.c.Send(Message{Op: OpError, ID: j.m.ID, Error: err.Error()})
 			continue
 		}
-		_ = st.c.send(message{Op: opStarted, ID: j.m.ID, Pid: pid})
+		_ = st.c.Send(Message{Op: OpStarted, ID: j.m.ID, Pid: pid})
 	}
 }
 
@@ -220,7 +220,7 @@ func (st *initState) reaper(chld <-chan os.Signal) {
 			if ws.Signaled() {
 				code = 128 + int(ws.Signal())
 			}
-			_ = st.c.send(message{Op: opExited, ID: id, Code: code})
+			_ = st.c.Send(Message{Op: OpExited, ID: id, Code: code})
 		}
 		st.mu.Unlock()
 	}
@@ -269,17 +269,20 @@ func lookPath(name string, env []string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
-	path := defaultPath
+	search := defaultPath
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
+			search = v
 		}
 	}
-	for _, d := range filepath.SplitList(path) {
+	if search == "" {
+		return "", fmt.Errorf("exec: %q: executable file not found in $PATH", name)
+	}
+	for _, d := range strings.Split(search, ":") {
 		if d == "" {
 			d = "."
 		}
-		p := filepath.Join(d, name)
+		p := path.Join(d, name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}

@@ -1,4 +1,4 @@
-package podinit
+package inpod
 
 import (
 	"encoding/json"
@@ -18,34 +18,34 @@ import (
 
 // Request ops (node → init).
 const (
-	opConfig = "config" // Config; answered by opReady or opError
-	opExec   = "exec"   // start a process; three fds (stdin, stdout, stderr)
-	opSignal = "signal" // signal a started process's group
+	OpConfig = "config" // Config; answered by OpReady or OpError
+	OpExec   = "exec"   // start a process; three fds (stdin, stdout, stderr)
+	OpSignal = "signal" // signal a started process's group
 )
 
 // Reply ops (init → node).
 const (
-	opReady   = "ready"
-	opStarted = "started"
-	opExited  = "exited"
-	opError   = "error"
+	OpReady   = "ready"
+	OpStarted = "started"
+	OpExited  = "exited"
+	OpError   = "error"
 )
 
-type message struct {
+type Message struct {
 	Op  string `json:"op"`
 	ID  int    `json:"id,omitempty"`
 	Pid int    `json:"pid,omitempty"`
 
 	Config *Config `json:"config,omitempty"`
 
-	// opExec
+	// OpExec
 	Argv []string `json:"argv,omitempty"`
 	Env  []string `json:"env,omitempty"`
 	Dir  string   `json:"dir,omitempty"`
 	Self bool     `json:"self,omitempty"` // run this binary, Argv[0] naming its role
 
 	Signal int    `json:"signal,omitempty"`
-	Code   int    `json:"code,omitempty"` // opExited: exit status, 128+signal when signalled
+	Code   int    `json:"code,omitempty"` // OpExited: exit status, 128+signal when signalled
 	Error  string `json:"error,omitempty"`
 }
 
@@ -53,16 +53,16 @@ type message struct {
 // environment fits easily.
 const maxMessage = 1 << 20
 
-// conn is one end of the socketpair.
-type conn struct {
+// Conn is one end of the socketpair.
+type Conn struct {
 	f  *os.File
 	fd int
 	mu sync.Mutex // one sender at a time
 }
 
-func newConn(f *os.File) *conn { return &conn{f: f, fd: int(f.Fd())} }
+func NewConn(f *os.File) *Conn { return &Conn{f: f, fd: int(f.Fd())} }
 
-func (c *conn) send(m message, files ...*os.File) error {
+func (c *Conn) Send(m Message, files ...*os.File) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -86,9 +86,9 @@ func (c *conn) send(m message, files ...*os.File) error {
 	return err
 }
 
-// recv reads one message and the files that came with it. io.EOF means the
+// Recv reads one message and the files that came with it. io.EOF means the
 // other end closed.
-func (c *conn) recv() (message, []*os.File, error) {
+func (c *Conn) Recv() (Message, []*os.File, error) {
 	buf := make([]byte, maxMessage)
 	oob := make([]byte, unix.CmsgSpace(4*8))
 	var n, oobn int
@@ -100,13 +100,13 @@ func (c *conn) recv() (message, []*os.File, error) {
 		}
 	}
 	if err != nil {
-		return message{}, nil, err
+		return Message{}, nil, err
 	}
 	var files []*os.File
 	if oobn > 0 {
 		cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil {
-			return message{}, nil, err
+			return Message{}, nil, err
 		}
 		for _, cm := range cmsgs {
 			fds, err := unix.ParseUnixRights(&cm)
@@ -119,19 +119,22 @@ func (c *conn) recv() (message, []*os.File, error) {
 		}
 	}
 	if n == 0 {
-		closeAll(files)
-		return message{}, nil, io.EOF
+		CloseAll(files)
+		return Message{}, nil, io.EOF
 	}
-	var m message
+	var m Message
 	if err := json.Unmarshal(buf[:n], &m); err != nil {
-		closeAll(files)
-		return message{}, nil, fmt.Errorf("podinit: bad message: %w", err)
+		CloseAll(files)
+		return Message{}, nil, fmt.Errorf("podinit: bad message: %w", err)
 	}
 	return m, files, nil
 }
 
-func closeAll(files []*os.File) {
+func CloseAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
 }
+
+// Close closes this end.
+func (c *Conn) Close() error { return c.f.Close() }

@@ -1,10 +1,10 @@
-package podinit
+package inpod
 
 import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,7 +76,7 @@ func mount(source, target, fstype string, flags uintptr, data string) error {
 
 // mountAt creates dir root+target and mounts there.
 func mountAt(root, target, source, fstype string, flags uintptr, data string) error {
-	dst := filepath.Join(root, target)
+	dst := path.Join(root, target)
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func bindSystemDirs(root string) error {
 		} else if err != nil {
 			return err
 		}
-		dst := filepath.Join(root, name)
+		dst := path.Join(root, name)
 		if fi.Mode()&os.ModeSymlink != 0 {
 			link, err := os.Readlink(src)
 			if err != nil {
@@ -122,7 +122,7 @@ func bind(src, dst string, readOnly, recursive bool) error {
 			return err
 		}
 	} else {
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		if err := os.MkdirAll(path.Dir(dst), 0o755); err != nil {
 			return err
 		}
 		f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o644)
@@ -164,16 +164,16 @@ func remountReadOnly(dst string) error {
 }
 
 func makeEtc(root string, cfg *Config) error {
-	etc := filepath.Join(root, "etc")
+	etc := path.Join(root, "etc")
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		return err
 	}
 	for _, name := range etcEntries {
-		src := filepath.Join("/etc", name)
+		src := path.Join("/etc", name)
 		if _, err := os.Stat(src); err != nil {
 			continue // absent here (or a dangling link): the pod goes without
 		}
-		if err := bind(src, filepath.Join(etc, name), true, false); err != nil {
+		if err := bind(src, path.Join(etc, name), true, false); err != nil {
 			return err
 		}
 	}
@@ -201,7 +201,7 @@ func makeEtc(root string, cfg *Config) error {
 		"passwd":   passwd,
 		"group":    group,
 	} {
-		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o644); err != nil {
+		if err := os.WriteFile(path.Join(etc, name), []byte(content), 0o644); err != nil {
 			return err
 		}
 	}
@@ -209,7 +209,7 @@ func makeEtc(root string, cfg *Config) error {
 }
 
 func makeDev(root string) error {
-	dev := filepath.Join(root, "dev")
+	dev := path.Join(root, "dev")
 	if err := mountAt(root, "/dev", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=64k"); err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func makeDev(root string) error {
 		if _, err := os.Stat("/dev/" + name); err != nil {
 			continue
 		}
-		if err := bind("/dev/"+name, filepath.Join(dev, name), false, false); err != nil {
+		if err := bind("/dev/"+name, path.Join(dev, name), false, false); err != nil {
 			return err
 		}
 	}
@@ -225,7 +225,7 @@ func makeDev(root string) error {
 		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
 		"ptmx": "pts/ptmx",
 	} {
-		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+		if err := os.Symlink(target, path.Join(dev, name)); err != nil {
 			return err
 		}
 	}
@@ -246,9 +246,9 @@ func makeProc(root string) error {
 	if err := mountAt(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
-	proc := filepath.Join(root, "proc")
+	proc := path.Join(root, "proc")
 	for _, name := range procReadOnly {
-		p := filepath.Join(proc, name)
+		p := path.Join(proc, name)
 		if _, err := os.Stat(p); err != nil {
 			continue
 		}
@@ -260,7 +260,7 @@ func makeProc(root string) error {
 		}
 	}
 	for _, name := range procMasked {
-		p := filepath.Join(proc, name)
+		p := path.Join(proc, name)
 		fi, err := os.Stat(p)
 		if err != nil {
 			continue
@@ -282,10 +282,10 @@ func applyMounts(root string, mounts []Mount) error {
 	ms := append([]Mount(nil), mounts...)
 	sort.SliceStable(ms, func(i, j int) bool { return depth(ms[i].Target) < depth(ms[j].Target) })
 	for _, m := range ms {
-		if !filepath.IsAbs(m.Target) {
+		if !path.IsAbs(m.Target) {
 			return fmt.Errorf("mount target %q is not an absolute path", m.Target)
 		}
-		dst := filepath.Join(root, m.Target)
+		dst := path.Join(root, m.Target)
 		if m.Tmpfs {
 			opts := "mode=1777"
 			if m.SizeLimit > 0 {
@@ -307,11 +307,11 @@ func applyMounts(root string, mounts []Mount) error {
 	return nil
 }
 
-func depth(p string) int { return strings.Count(filepath.Clean(p), "/") }
+func depth(p string) int { return strings.Count(path.Clean(p), "/") }
 
 // pivot makes root the root directory and detaches the host's tree.
 func pivot(root string) error {
-	old := filepath.Join(root, ".oldroot")
+	old := path.Join(root, ".oldroot")
 	if err := os.Mkdir(old, 0o700); err != nil {
 		return err
 	}
