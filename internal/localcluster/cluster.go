@@ -3,6 +3,7 @@ package localcluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -71,7 +72,10 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 	}
 	var gwCtx context.Context
 	gwCtx, c.stopGateways = context.WithCancel(context.Background())
-	if err := startGatewayController(gwCtx, cp.RESTConfig); err != nil {
+	// Pods listen on host loopback addresses today, so a plain dialer
+	// reaches them; the Gateway data plane dials pods only through this.
+	dialPod := (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	if err := startGatewayController(gwCtx, cp.RESTConfig, dialPod); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("localcluster: starting the gateway controller: %w", err)
 	}
