@@ -209,7 +209,7 @@ func (c *gatewayController) program(ctx context.Context, g *gwv1.Gateway) {
 	}
 	g.Status.Listeners = nil
 	var problems []string
-	listening, accepted := 0, 0
+	listening, valid := 0, 0 // valid: a listener this controller can serve, bound or not
 	for _, l := range g.Spec.Listeners {
 		ls := gwv1.ListenerStatus{Name: l.Name, Conditions: old[l.Name], AttachedRoutes: int32(len(attached[l.Name])), SupportedKinds: []gwv1.RouteGroupKind{}}
 		set := func(t gwv1.ListenerConditionType, ok bool, reason gwv1.ListenerConditionReason, msg string) {
@@ -237,12 +237,12 @@ func (c *gatewayController) program(ctx context.Context, g *gwv1.Gateway) {
 			set(gwv1.ListenerConditionProgrammed, false, gwv1.ListenerReasonInvalid, msg)
 			problems = append(problems, fmt.Sprintf("listener %s: %s", l.Name, msg))
 		case reason != "":
-			accepted++
+			valid++
 			set(gwv1.ListenerConditionAccepted, false, reason, msg)
 			set(gwv1.ListenerConditionProgrammed, false, reason, msg)
 			problems = append(problems, fmt.Sprintf("listener %s: %s", l.Name, msg))
 		default:
-			accepted++
+			valid++
 			listening++
 			set(gwv1.ListenerConditionAccepted, true, gwv1.ListenerReasonAccepted, "")
 			set(gwv1.ListenerConditionProgrammed, true, gwv1.ListenerReasonProgrammed, fmt.Sprintf("listening on %s:%d", addr, l.Port))
@@ -261,7 +261,7 @@ func (c *gatewayController) program(ctx context.Context, g *gwv1.Gateway) {
 	case len(problems) > 0:
 		programmed.Status, programmed.Reason, programmed.Message = metav1.ConditionFalse, string(gwv1.GatewayReasonInvalid), strings.Join(problems, "; ")
 		acceptedCond.Reason, acceptedCond.Message = string(gwv1.GatewayReasonListenersNotValid), strings.Join(problems, "; ")
-		if accepted == 0 {
+		if valid == 0 {
 			acceptedCond.Status = metav1.ConditionFalse
 		}
 	}
