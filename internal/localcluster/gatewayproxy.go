@@ -231,8 +231,8 @@ func (g *gatewayServer) close() {
 	}
 }
 
-// close stops accepting and drops open connections, hijacked (upgraded) ones
-// included, as a deleted Gateway's data plane would.
+// close stops accepting and drops open connections; upgraded (hijacked)
+// ones, which the server no longer tracks, last until an end closes them.
 func (s *portServer) close() {
 	if s.srv != nil {
 		s.srv.Close()
