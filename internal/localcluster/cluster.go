@@ -24,6 +24,7 @@ type Cluster struct {
 	Node *processnode.Node
 
 	stopGateways context.CancelFunc
+	gatewaysDone <-chan struct{}
 	stopOnce     sync.Once
 	stopErr      error
 	signals      chan os.Signal
@@ -75,7 +76,7 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 	// Pods listen on host loopback addresses today, so a plain dialer
 	// reaches them; the Gateway data plane dials pods only through this.
 	dialPod := (&net.Dialer{Timeout: 10 * time.Second}).DialContext
-	if err := startGatewayController(gwCtx, cp.RESTConfig, dialPod); err != nil {
+	if c.gatewaysDone, err = startGatewayController(gwCtx, cp.RESTConfig, dialPod); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("localcluster: starting the gateway controller: %w", err)
 	}
@@ -92,6 +93,9 @@ func (c *Cluster) Stop() error {
 		}
 		if c.stopGateways != nil {
 			c.stopGateways()
+		}
+		if c.gatewaysDone != nil {
+			<-c.gatewaysDone // the Gateways' listeners are closed
 		}
 		if c.Node != nil {
 			c.Node.Stop()

@@ -177,8 +177,6 @@ func TestLocalCluster(t *testing.T) {
 		e.createGateway(t, "good", 8080)
 		e.createGateway(t, "port-80", 80)
 
-		// The controller writes a Gateway's status before its routes': once
-		// the route is accepted, the Gateway counts it.
 		var route *gwv1.HTTPRoute
 		poll.WaitOn(t, func(poll.LogT) poll.Result {
 			route, err = e.gw.GatewayV1().HTTPRoutes(ns).Get(ctx, "good", metav1.GetOptions{})
@@ -191,7 +189,14 @@ func TestLocalCluster(t *testing.T) {
 		assert.Check(t, is.Equal(string(route.Status.Parents[0].ControllerName), localcluster.GatewayControllerName))
 		assert.Check(t, meta.IsStatusConditionTrue(route.Status.Parents[0].Conditions, "Accepted"))
 		assert.Check(t, meta.IsStatusConditionTrue(route.Status.Parents[0].Conditions, "ResolvedRefs"))
-		good := e.waitGateway(t, "good", metav1.ConditionTrue)
+		var good *gwv1.Gateway
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			good = e.waitGateway(t, "good", metav1.ConditionTrue)
+			if len(good.Status.Listeners) != 1 || good.Status.Listeners[0].AttachedRoutes != 1 {
+				return poll.Continue("Gateway good does not count its route yet: %+v", good.Status.Listeners)
+			}
+			return poll.Success()
+		}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
 		assert.Assert(t, is.Len(good.Status.Addresses, 1))
 		addr := good.Status.Addresses[0].Value
 		assert.Check(t, strings.HasPrefix(addr, "127.77."), addr)

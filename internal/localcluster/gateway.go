@@ -48,16 +48,16 @@ type gatewayController struct {
 }
 
 // startGatewayController creates the local GatewayClass and keeps its
-// Gateways programmed until ctx ends; then their listeners close. dial
-// reaches pods (nil: a plain net.Dialer).
-func startGatewayController(ctx context.Context, cfg *rest.Config, dial DialFunc) error {
+// Gateways programmed until ctx ends; then their listeners close, and done
+// is closed. dial reaches pods (nil: a plain net.Dialer).
+func startGatewayController(ctx context.Context, cfg *rest.Config, dial DialFunc) (done <-chan struct{}, err error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	gw, err := gwclient.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	class := &gwv1.GatewayClass{
 		ObjectMeta: metav1.ObjectMeta{Name: kube.LocalGatewayClass},
@@ -67,7 +67,7 @@ func startGatewayController(ctx context.Context, cfg *rest.Config, dial DialFunc
 		},
 	}
 	if _, err := gw.GatewayV1().GatewayClasses().Create(ctx, class, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating GatewayClass %s: %w", kube.LocalGatewayClass, err)
+		return nil, fmt.Errorf("creating GatewayClass %s: %w", kube.LocalGatewayClass, err)
 	}
 	c := &gatewayController{gw: gw, changed: make(chan struct{}, 1), plane: newDataPlane(dial)}
 	coreInf := informers.NewSharedInformerFactory(cs, 0)
@@ -83,7 +83,7 @@ func startGatewayController(ctx context.Context, cfg *rest.Config, dial DialFunc
 		gwInf.Gateway().V1().GatewayClasses().Informer(),
 	} {
 		if _, err := inf.AddEventHandler(handler); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	c.pods = coreInf.Core().V1().Pods().Informer().GetIndexer()
@@ -92,8 +92,12 @@ func startGatewayController(ctx context.Context, cfg *rest.Config, dial DialFunc
 	c.routes = gwInf.Gateway().V1().HTTPRoutes().Informer().GetIndexer()
 	coreInf.Start(ctx.Done())
 	gwInf.Start(ctx.Done())
-	go c.run(ctx)
-	return nil
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		c.run(ctx)
+	}()
+	return stopped, nil
 }
 
 func (c *gatewayController) poke() {
