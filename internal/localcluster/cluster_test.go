@@ -225,6 +225,19 @@ func TestLocalCluster(t *testing.T) {
 			assert.Check(t, port80Addr != addr, "two Gateways share %s", addr)
 			code, body := httpGet(t, "http://"+port80Addr+"/healthz")
 			assert.Check(t, is.Equal(code, http.StatusOK), body)
+
+			// The unchanged upstream Go SDK in its gateway mode: it reads the
+			// Gateway's address and sends to http://<address>/.
+			sb, err := sdk.New(ctx, sdk.Options{
+				WarmPoolName: "python-sandbox-template", Namespace: ns, RestConfig: e.c.RESTConfig,
+				GatewayName: "port-80", GatewayNamespace: ns, Quiet: true, SandboxReadyTimeout: 60 * time.Second,
+			})
+			assert.NilError(t, err)
+			assert.NilError(t, sb.Open(ctx))
+			defer sb.Close(ctx)
+			res, err := sb.Run(ctx, "echo sdk through the gateway")
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(res.Stdout, "sdk through the gateway\n"))
 		} else {
 			g := e.waitGateway(t, "port-80", metav1.ConditionFalse)
 			cond := meta.FindStatusCondition(g.Status.Conditions, "Programmed")
