@@ -73,8 +73,9 @@ const gatewayPoll = 250 * time.Millisecond
 // scheme://address[:port] (the port left out when it is the scheme's
 // default). The listener is the one the HTTPRoute sending to the router
 // attaches to (its parentRef's sectionName and port); without such a route,
-// the first HTTP or HTTPS listener. Any HTTP answer to GET /healthz counts;
-// a certificate the transport does not trust fails at once.
+// the first HTTP or HTTPS listener. Any HTTP answer to GET /healthz counts
+// but a 404, 502, 503 or 504 (a Gateway whose route or backends are not
+// there yet); a certificate the transport does not trust fails at once.
 func Gateway(ctx context.Context, cfg *rest.Config, o GatewayOptions) (Conn, error) {
 	if cfg == nil {
 		return nil, errors.New("sandboxtest: gateway: no Kubernetes REST config")
@@ -314,7 +315,10 @@ func gatewayURL(g *gwv1.Gateway, l gwv1.Listener, scheme string) (string, error)
 }
 
 // probeGateway makes one request through the Gateway; any HTTP answer
-// proves the path works.
+// proves the path works, except a 404, 502, 503 or 504: the Gateway
+// answers, but not yet the router behind it (a Gateway listens before its
+// routes attach and its backends are Ready; the router's /healthz is never
+// a 404).
 func probeGateway(ctx context.Context, base string, tr *http.Transport) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
@@ -326,7 +330,7 @@ func probeGateway(ctx context.Context, base string, tr *http.Transport) error {
 		t.DisableKeepAlives = true
 		c.Transport = t
 	}
-	return getHealthz(ctx, c, base)
+	return getHealthz(ctx, c, base, http.StatusNotFound, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout)
 }
 
 // permanent says how to fix a probe error that waiting cannot cure (the

@@ -3,6 +3,8 @@ package connect
 import (
 	"context"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +32,12 @@ func routerGateway(t *testing.T) {
 }
 
 func createGateway(tc *testCluster, name, class string, port int32, labelled bool) error {
+	return createGatewayTo(tc, name, class, gwv1.HTTPProtocolType, port, kube.RouterService, labelled)
+}
+
+// createGatewayTo creates a Gateway with one listener (named after its
+// protocol) and an HTTPRoute from it to backend:8080.
+func createGatewayTo(tc *testCluster, name, class string, proto gwv1.ProtocolType, port int32, backend string, labelled bool) error {
 	ctx := context.Background()
 	labels := map[string]string{}
 	if labelled {
@@ -38,7 +46,7 @@ func createGateway(tc *testCluster, name, class string, port int32, labelled boo
 	_, err := tc.gw.GatewayV1().Gateways(testNS).Create(ctx, &gwv1.Gateway{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: labels},
 		Spec: gwv1.GatewaySpec{GatewayClassName: gwv1.ObjectName(class),
-			Listeners: []gwv1.Listener{{Name: "http", Protocol: gwv1.HTTPProtocolType, Port: gwv1.PortNumber(port)}}},
+			Listeners: []gwv1.Listener{{Name: gwv1.SectionName(strings.ToLower(string(proto))), Protocol: proto, Port: gwv1.PortNumber(port)}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return err
@@ -49,7 +57,7 @@ func createGateway(tc *testCluster, name, class string, port int32, labelled boo
 		Spec: gwv1.HTTPRouteSpec{
 			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: gwv1.ObjectName(name)}}},
 			Rules: []gwv1.HTTPRouteRule{{BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{
-				BackendObjectReference: gwv1.BackendObjectReference{Name: kube.RouterService, Port: &port8080},
+				BackendObjectReference: gwv1.BackendObjectReference{Name: gwv1.ObjectName(backend), Port: &port8080},
 			}}}}},
 		},
 	}, metav1.CreateOptions{})
@@ -79,20 +87,45 @@ func TestGatewayReachesRouterAndSandbox(t *testing.T) {
 	assert.Check(t, is.Equal(code, http.StatusOK), body)
 	out := execute(t, conn.URL(), sb, "echo through the gateway")
 	assert.Check(t, is.Equal(out.Stdout, "through the gateway\n"))
+
+	// On port 80 the URL has no port, as upstream's clients build it; the
+	// cluster's process may bind port 80 when it runs as root.
+	if os.Geteuid() != 0 {
+		t.Skip("port 80 needs root, CAP_NET_BIND_SERVICE or net.ipv4.ip_unprivileged_port_start <= 80")
+	}
+	assert.NilError(t, createGateway(tc, "port-80-gw", kube.LocalGatewayClass, 80, false))
+	conn80, err := Gateway(context.Background(), tc.cfg, GatewayOptions{Name: "port-80-gw", ReadyTimeout: time.Minute})
+	assert.NilError(t, err)
+	defer conn80.Close()
+	g80, err := tc.gw.GatewayV1().Gateways(testNS).Get(context.Background(), "port-80-gw", metav1.GetOptions{})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(conn80.URL(), "http://"+g80.Status.Addresses[0].Value))
+	assert.Check(t, g80.Status.Addresses[0].Value != g.Status.Addresses[0].Value, "two Gateways on one address")
+	out = execute(t, conn80.URL(), sb, "echo through port 80")
+	assert.Check(t, is.Equal(out.Stdout, "through port 80\n"))
 }
 
 func TestGatewayWithoutAddressNamesItsCondition(t *testing.T) {
 	tc := cluster(t)
 	ctx := context.Background()
-	// Port 80 on the local class: the controller refuses it (Programmed=False, Invalid).
-	assert.NilError(t, createGateway(tc, "wrong-port-gw", kube.LocalGatewayClass, 80, false))
+	// A TCP listener on the local class: the controller refuses it (Programmed=False, Invalid).
+	assert.NilError(t, createGatewayTo(tc, "tcp-gw", kube.LocalGatewayClass, gwv1.TCPProtocolType, 8080, kube.RouterService, false))
 	started := time.Now()
-	_, err := Gateway(ctx, tc.cfg, GatewayOptions{Name: "wrong-port-gw", ReadyTimeout: 3 * time.Second})
+	_, err := Gateway(ctx, tc.cfg, GatewayOptions{Name: "tcp-gw", ReadyTimeout: 3 * time.Second})
 	t.Logf("failed after %s: %v", time.Since(started).Round(time.Millisecond), err)
 	noBareDeadline(t, err)
-	assert.Check(t, is.ErrorContains(err, "Gateway default/wrong-port-gw has no address: timed out after 3s while waiting for status.addresses"))
-	assert.Check(t, is.ErrorContains(err, "Programmed=False (Invalid: listener http uses port 80"))
-	assert.Check(t, is.ErrorContains(err, "kubectl -n default describe gateway wrong-port-gw"))
+	assert.Check(t, is.ErrorContains(err, "Gateway default/tcp-gw has no address: timed out after 3s while waiting for status.addresses"))
+	assert.Check(t, is.ErrorContains(err, "Programmed=False (Invalid: listener tcp: protocol TCP: the local gateway serves HTTP listeners only"))
+	assert.Check(t, is.ErrorContains(err, "kubectl -n default describe gateway tcp-gw"))
+
+	// A Gateway that listens, but with no Ready pod behind its route: its
+	// 503s are not the router's answer, so Gateway waits, then says so.
+	assert.NilError(t, createGatewayTo(tc, "no-backend-gw", kube.LocalGatewayClass, gwv1.HTTPProtocolType, 8080, "no-such-svc", false))
+	_, err = Gateway(ctx, tc.cfg, GatewayOptions{Name: "no-backend-gw", ReadyTimeout: 3 * time.Second})
+	t.Logf("%v", err)
+	noBareDeadline(t, err)
+	assert.Check(t, is.ErrorContains(err, "Gateway default/no-backend-gw does not answer: timed out after 3s while waiting for an answer at http://127.77."))
+	assert.Check(t, is.ErrorContains(err, "GET /healthz: 503 Service Unavailable: sandboxtest local gateway default/no-backend-gw: HTTPRoute default/no-backend-gw: Service default/no-such-svc not found"))
 
 	// A class nobody handles: no conditions at all.
 	assert.NilError(t, createGateway(tc, "orphan-gw", "nobody-handles-this", 8080, false))

@@ -128,13 +128,13 @@ func TestGatewayHTTPSWithPrivateCA(t *testing.T) {
 // TestGatewayHTTPSListenerOnPlainHTTP: an https URL to a server speaking
 // plain http fails at once and says so.
 func TestGatewayHTTPSListenerOnPlainHTTP(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	defer srv.Close()
 	gw := fakeGatewayAt(t, gwv1.HTTPSProtocolType, serverPort(t, srv))
 	_, err := gatewayWith(context.Background(), gw, GatewayOptions{Namespace: "ns", Name: "gw", ReadyTimeout: time.Minute})
 	assert.Check(t, is.ErrorContains(err, "the listener does not speak https; check its protocol or set GatewayOptions.Scheme"))
 
-	// Forced to http, the same listener works: a 404 is an answer.
+	// Forced to http, the same listener works.
 	conn, err := gatewayWith(context.Background(), gw, GatewayOptions{Namespace: "ns", Name: "gw", Scheme: "http"})
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(conn.URL(), srv.URL))

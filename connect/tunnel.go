@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -537,8 +538,9 @@ func probe(ctx context.Context, addr string) error {
 }
 
 // getHealthz sends GET base/healthz with c and drains the answer; any
-// HTTP answer is a success, whatever its status.
-func getHealthz(ctx context.Context, c *http.Client, base string) error {
+// HTTP answer is a success, whatever its status, unless unavailable says
+// which statuses mean "not yet" (then they are an error naming the answer).
+func getHealthz(ctx context.Context, c *http.Client, base string, unavailable ...int) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
 	if err != nil {
 		return err
@@ -547,8 +549,12 @@ func getHealthz(ctx context.Context, c *http.Client, base string) error {
 	if err != nil {
 		return err
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	return resp.Body.Close()
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if slices.Contains(unavailable, resp.StatusCode) {
+		return fmt.Errorf("GET /healthz: %s: %s", resp.Status, strings.TrimSpace(string(body[:min(len(body), 300)])))
+	}
+	return nil
 }
 
 // watchPod reports on f.gone when the forwarded pod is deleted, replaced,

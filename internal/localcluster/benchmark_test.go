@@ -2,6 +2,7 @@ package localcluster_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -9,12 +10,16 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 	extv1beta1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
 )
@@ -159,4 +164,113 @@ func BenchmarkRunTrue(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	reportPercentiles(b, "run", lat)
+}
+
+// BenchmarkGatewayRunTrue measures POST /execute {"command":"true"} through
+// the router, once straight to the router pod and once through a local
+// Gateway's listener (the data plane's proxy in front of the same router),
+// alternating: go test -run '^$' -bench GatewayRunTrue -benchtime 200x ./internal/localcluster
+func BenchmarkGatewayRunTrue(b *testing.B) {
+	ctx := context.Background()
+	c, err := localcluster.Start(ctx, localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Stop()
+	cs := kubernetes.NewForConfigOrDie(c.RESTConfig)
+	ext := extclient.NewForConfigOrDie(c.RESTConfig)
+	gw := gwclient.NewForConfigOrDie(c.RESTConfig)
+	tmpl, pool := templateAndPool("bench", runtimeImage)
+	if _, err := ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, routerDeployment(), metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "sandbox-router-svc", Namespace: ns},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "sandbox-router"},
+			Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := gw.GatewayV1().Gateways(ns).Create(ctx, &gwv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
+		Spec: gwv1.GatewaySpec{GatewayClassName: "sandboxtest-local",
+			Listeners: []gwv1.Listener{{Name: "http", Protocol: gwv1.HTTPProtocolType, Port: 8080}}},
+	}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := gw.GatewayV1().HTTPRoutes(ns).Create(ctx, &gwv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
+		Spec: gwv1.HTTPRouteSpec{
+			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "bench"}}},
+			Rules: []gwv1.HTTPRouteRule{{BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{
+				BackendObjectReference: gwv1.BackendObjectReference{Name: "sandbox-router-svc", Port: ptr(gwv1.PortNumber(8080))}}}}}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	_, name, err := claimReady(ctx, ext, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl, err := ext.ExtensionsV1beta1().SandboxClaims(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pod, err := cs.CoreV1().Pods(ns).Get(ctx, cl.Status.SandboxStatus.Name, metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	header := http.Header{"Content-Type": {"application/json"}, "X-Sandbox-ID": {pod.Name}, "X-Sandbox-Namespace": {ns},
+		"X-Sandbox-Port": {"8888"}, "X-Sandbox-Pod-IP": {pod.Status.PodIP}}
+	run := func(base string) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/execute", strings.NewReader(`{"command":"true"}`))
+		req.Header = header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"exit_code":0`) {
+			return fmt.Errorf("%s: %s: %s", base, resp.Status, body)
+		}
+		return nil
+	}
+	// Both paths answer before timing starts: the router Ready, the Gateway programmed.
+	var router, gateway string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		pods, _ := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=sandbox-router"})
+		g, _ := gw.GatewayV1().Gateways(ns).Get(ctx, "bench", metav1.GetOptions{})
+		if len(pods.Items) > 0 && g != nil && len(g.Status.Addresses) > 0 {
+			router, gateway = "http://"+pods.Items[0].Status.PodIP+":8080", "http://"+g.Status.Addresses[0].Value+":8080"
+			if run(router) == nil && run(gateway) == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("router %q or gateway %q does not answer", router, gateway)
+		}
+	}
+	var direct, proxied []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		for _, p := range []struct {
+			base string
+			lat  *[]time.Duration
+		}{{router, &direct}, {gateway, &proxied}} {
+			t0 := time.Now()
+			if err := run(p.base); err != nil {
+				b.Fatal(err)
+			}
+			*p.lat = append(*p.lat, time.Since(t0))
+		}
+	}
+	reportPercentiles(b, "router", direct)
+	reportPercentiles(b, "gateway", proxied)
 }

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,6 +24,7 @@ type Cluster struct {
 	Node *processnode.Node
 
 	stopGateways context.CancelFunc
+	gatewaysDone <-chan struct{}
 	stopOnce     sync.Once
 	stopErr      error
 	signals      chan os.Signal
@@ -71,7 +73,10 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 	}
 	var gwCtx context.Context
 	gwCtx, c.stopGateways = context.WithCancel(context.Background())
-	if err := startGatewayController(gwCtx, cp.RESTConfig); err != nil {
+	// Pods listen on host loopback addresses today, so a plain dialer
+	// reaches them; the Gateway data plane dials pods only through this.
+	dialPod := (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	if c.gatewaysDone, err = startGatewayController(gwCtx, cp.RESTConfig, dialPod); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("localcluster: starting the gateway controller: %w", err)
 	}
@@ -88,6 +93,9 @@ func (c *Cluster) Stop() error {
 		}
 		if c.stopGateways != nil {
 			c.stopGateways()
+		}
+		if c.gatewaysDone != nil {
+			<-c.gatewaysDone // the Gateways' listeners are closed
 		}
 		if c.Node != nil {
 			c.Node.Stop()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -165,32 +166,139 @@ func TestLocalCluster(t *testing.T) {
 		assert.Check(t, found, "no NoRunner event for %s", pod.Name)
 	})
 
+	var port80Addr string
 	t.Run("local gateway", func(t *testing.T) {
-		router := e.podByLabel(t, "app=sandbox-router")
 		_, err := e.cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "sandbox-router-svc", Namespace: ns},
 			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "sandbox-router"},
-				Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
+				Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromString("http")}}},
 		}, metav1.CreateOptions{})
 		assert.NilError(t, err)
 		e.createGateway(t, "good", 8080)
-		e.createGateway(t, "wrong-port", 80)
+		e.createGateway(t, "port-80", 80)
 
-		good := e.waitGateway(t, "good", metav1.ConditionTrue)
+		var route *gwv1.HTTPRoute
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			route, err = e.gw.GatewayV1().HTTPRoutes(ns).Get(ctx, "good", metav1.GetOptions{})
+			if err != nil || len(route.Status.Parents) == 0 {
+				return poll.Continue("HTTPRoute good has no status yet (%v)", err)
+			}
+			return poll.Success()
+		}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
+		assert.Assert(t, is.Len(route.Status.Parents, 1))
+		assert.Check(t, is.Equal(string(route.Status.Parents[0].ControllerName), localcluster.GatewayControllerName))
+		assert.Check(t, meta.IsStatusConditionTrue(route.Status.Parents[0].Conditions, "Accepted"))
+		assert.Check(t, meta.IsStatusConditionTrue(route.Status.Parents[0].Conditions, "ResolvedRefs"))
+		var good *gwv1.Gateway
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			good = e.waitGateway(t, "good", metav1.ConditionTrue)
+			if len(good.Status.Listeners) != 1 || good.Status.Listeners[0].AttachedRoutes != 1 {
+				return poll.Continue("Gateway good does not count its route yet: %+v", good.Status.Listeners)
+			}
+			return poll.Success()
+		}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
 		assert.Assert(t, is.Len(good.Status.Addresses, 1))
-		assert.Check(t, is.Equal(good.Status.Addresses[0].Value, router.Status.PodIP))
-		bad := e.waitGateway(t, "wrong-port", metav1.ConditionFalse)
-		cond := meta.FindStatusCondition(bad.Status.Conditions, "Programmed")
-		assert.Check(t, is.Equal(cond.Reason, "Invalid"))
-		assert.Check(t, is.Contains(cond.Message, "port 8080"))
-		assert.Check(t, is.Len(bad.Status.Addresses, 0))
+		addr := good.Status.Addresses[0].Value
+		assert.Check(t, strings.HasPrefix(addr, "127.77."), addr)
+		assert.Assert(t, is.Len(good.Status.Listeners, 1))
+		l := good.Status.Listeners[0]
+		assert.Check(t, is.Equal(l.AttachedRoutes, int32(1)))
+		assert.Check(t, is.DeepEqual(l.SupportedKinds, []gwv1.RouteGroupKind{{Group: ptr(gwv1.Group(gwv1.GroupName)), Kind: "HTTPRoute"}}))
+		for _, c := range []string{"Accepted", "Programmed", "ResolvedRefs"} {
+			assert.Check(t, meta.IsStatusConditionTrue(l.Conditions, c), "listener %s: %+v", c, l.Conditions)
+		}
 
+		// The router's /healthz, then a command in a sandbox, through the Gateway's listener.
+		code, body := httpGet(t, "http://"+addr+":8080/healthz")
+		assert.Check(t, is.Equal(code, http.StatusOK), body)
 		claim := e.claim(t, "python-sandbox-template")
 		pod := e.readyPod(t, claim)
-		out := execute(t, "http://"+good.Status.Addresses[0].Value+":8080/execute", http.Header{
+		out := execute(t, "http://"+addr+":8080/execute", http.Header{
 			"X-Sandbox-ID": {e.sandboxName(t, claim)}, "X-Sandbox-Namespace": {ns}, "X-Sandbox-Port": {"8888"}, "X-Sandbox-Pod-IP": {pod.Status.PodIP},
 		}, "echo through the gateway")
 		assert.Check(t, is.Equal(out.Stdout, "through the gateway\n"))
+
+		// Port 80: the URL upstream's clients build (no port), when this process may bind it.
+		if os.Geteuid() == 0 {
+			g := e.waitGateway(t, "port-80", metav1.ConditionTrue)
+			port80Addr = g.Status.Addresses[0].Value
+			assert.Check(t, port80Addr != addr, "two Gateways share %s", addr)
+			code, body := httpGet(t, "http://"+port80Addr+"/healthz")
+			assert.Check(t, is.Equal(code, http.StatusOK), body)
+
+			// The unchanged upstream Go SDK in its gateway mode: it reads the
+			// Gateway's address and sends to http://<address>/.
+			sb, err := sdk.New(ctx, sdk.Options{
+				WarmPoolName: "python-sandbox-template", Namespace: ns, RestConfig: e.c.RESTConfig,
+				GatewayName: "port-80", GatewayNamespace: ns, Quiet: true, SandboxReadyTimeout: 60 * time.Second,
+			})
+			assert.NilError(t, err)
+			assert.NilError(t, sb.Open(ctx))
+			defer sb.Close(ctx)
+			res, err := sb.Run(ctx, "echo sdk through the gateway")
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(res.Stdout, "sdk through the gateway\n"))
+		} else {
+			g := e.waitGateway(t, "port-80", metav1.ConditionFalse)
+			cond := meta.FindStatusCondition(g.Status.Conditions, "Programmed")
+			assert.Check(t, is.Contains(cond.Message, "port 80 is privileged"))
+		}
+
+		// A port another process holds at the Gateway's address: that
+		// listener is not programmed and says why; the other one serves on.
+		squat, err := net.Listen("tcp", addr+":0")
+		assert.NilError(t, err)
+		defer squat.Close()
+		busy := gwv1.PortNumber(squat.Addr().(*net.TCPAddr).Port)
+		good, err = e.gw.GatewayV1().Gateways(ns).Get(ctx, "good", metav1.GetOptions{})
+		assert.NilError(t, err)
+		good.Spec.Listeners = append(good.Spec.Listeners, gwv1.Listener{Name: "busy", Protocol: gwv1.HTTPProtocolType, Port: busy})
+		_, err = e.gw.GatewayV1().Gateways(ns).Update(ctx, good, metav1.UpdateOptions{})
+		assert.NilError(t, err)
+		good = e.waitGateway(t, "good", metav1.ConditionFalse)
+		cond := meta.FindStatusCondition(good.Status.Conditions, "Programmed")
+		assert.Check(t, is.Equal(cond.Reason, "Invalid"))
+		assert.Check(t, is.Contains(cond.Message, fmt.Sprintf("listener busy: %s:%d is in use by another process", addr, busy)))
+		assert.Assert(t, is.Len(good.Status.Listeners, 2))
+		lc := meta.FindStatusCondition(good.Status.Listeners[1].Conditions, "Programmed")
+		assert.Check(t, is.Equal(lc.Reason, "PortUnavailable"))
+		assert.Check(t, is.Equal(good.Status.Addresses[0].Value, addr), "the address moved")
+		code, _ = httpGet(t, "http://"+addr+":8080/healthz")
+		assert.Check(t, is.Equal(code, http.StatusOK))
+
+		// A route to a Service that does not exist: ResolvedRefs=False.
+		_, err = e.gw.GatewayV1().HTTPRoutes(ns).Create(ctx, &gwv1.HTTPRoute{
+			ObjectMeta: metav1.ObjectMeta{Name: "dangling", Namespace: ns},
+			Spec: gwv1.HTTPRouteSpec{
+				CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "good", SectionName: ptr(gwv1.SectionName("nope"))}}},
+				Rules: []gwv1.HTTPRouteRule{{BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{
+					BackendObjectReference: gwv1.BackendObjectReference{Name: "no-such-svc", Port: ptr(gwv1.PortNumber(80))}}}}}},
+			},
+		}, metav1.CreateOptions{})
+		assert.NilError(t, err)
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			r, err := e.gw.GatewayV1().HTTPRoutes(ns).Get(ctx, "dangling", metav1.GetOptions{})
+			if err != nil || len(r.Status.Parents) == 0 {
+				return poll.Continue("no status yet (%v)", err)
+			}
+			acc := meta.FindStatusCondition(r.Status.Parents[0].Conditions, "Accepted")
+			res := meta.FindStatusCondition(r.Status.Parents[0].Conditions, "ResolvedRefs")
+			assert.Check(t, is.Equal(acc.Reason, "NoMatchingParent"))
+			assert.Check(t, is.Equal(res.Reason, "BackendNotFound"))
+			assert.Check(t, is.Contains(res.Message, "Service default/no-such-svc not found"))
+			return poll.Success()
+		}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
+
+		// Deleted, the Gateway's listeners close.
+		assert.NilError(t, e.gw.GatewayV1().Gateways(ns).Delete(ctx, "good", metav1.DeleteOptions{}))
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			conn, err := net.Dial("tcp", addr+":8080")
+			if err != nil {
+				return poll.Success()
+			}
+			conn.Close()
+			return poll.Continue("%s:8080 still accepts", addr)
+		}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
 	})
 
 	t.Run("stop leaves no process", func(t *testing.T) {
@@ -203,6 +311,10 @@ func TestLocalCluster(t *testing.T) {
 		}
 		_, err := http.Get("http://" + router.Status.PodIP + ":8080/healthz")
 		assert.Check(t, err != nil, "router still answers after Stop")
+		if port80Addr != "" {
+			_, err := net.Dial("tcp", port80Addr+":80")
+			assert.Check(t, err != nil, "the Gateway still listens after Stop")
+		}
 	})
 }
 
@@ -377,6 +489,15 @@ func (e *env) waitGateway(t *testing.T, name string, programmed metav1.Condition
 	return g
 }
 
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	assert.NilError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // routerDeployment runs a router image, Ready when its /readyz answers.
@@ -390,6 +511,7 @@ func routerDeployment() *appsv1.Deployment {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name: "router", Image: routerImage,
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
 						HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)},
 					}},

@@ -3,8 +3,10 @@
 // kube-controller-manager, kube-scheduler, the agent-sandbox controller and
 // router), starts them with a kubeconfig and certificates of their own, adds
 // the default StorageClass with its directory provisioner and the process
-// node whose pods are sandboxes (internal/processnode), programs Gateways of
-// class sandboxtest-local, and stops everything it started.
+// node whose pods are sandboxes (internal/processnode), serves Gateways of
+// class sandboxtest-local (a host loopback address each, and an HTTP
+// listener per port that proxies to their HTTPRoutes' pods), and stops
+// everything it started.
 //
 // Start runs a cluster in the calling process; Serve and Up run one in the
 // background for `sandboxtest-setup local`. Linux only, and never imported
