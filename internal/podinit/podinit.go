@@ -19,6 +19,7 @@ const (
 	roleInit          = "sandboxtest-pod-init"
 	roleCheck         = "sandboxtest-userns-check"
 	roleRuntimeServer = "sandboxtest-runtime-server"
+	roleClusterNet    = "sandboxtest-cluster-net"
 )
 
 // Config is what the init needs to build a pod's view of the system.
@@ -39,8 +40,18 @@ type Config struct {
 	// Mounts are the writable working directory, volumes and files an image
 	// would bring, mounted in order after the system directories.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// Net, when set, configures the pod's eth0, which the cluster network
+	// moved into the pod's network namespace before the init got this config.
+	Net *PodNet `json:"net,omitempty"`
 	// PidsLimit, when > 0, is set as RLIMIT_NPROC for every process of the pod.
 	PidsLimit int `json:"pidsLimit,omitempty"`
+}
+
+// PodNet is a pod's address on the cluster network.
+type PodNet struct {
+	IP        string `json:"ip"`
+	PrefixLen int    `json:"prefixLen"`
+	Gateway   string `json:"gateway"` // the bridge: the pod's default route
 }
 
 func init() {
@@ -55,6 +66,8 @@ func init() {
 		os.Exit(0)
 	case roleRuntimeServer:
 		err = runRuntimeServer(os.Args[1:])
+	case roleClusterNet:
+		err = runClusterNet()
 	default:
 		return
 	}

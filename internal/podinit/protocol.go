@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,11 @@ const (
 	opConfig = "config" // Config; answered by opReady or opError
 	opExec   = "exec"   // start a process; three fds (stdin, stdout, stderr)
 	opSignal = "signal" // signal a started process's group
+
+	// to the cluster network
+	opSpawn  = "spawn"  // start a pod init; its socket and stderr ride along
+	opDial   = "dial"   // connect inside; the socket comes back
+	opListen = "listen" // listen inside; the socket comes back
 )
 
 // Reply ops (init → node).
@@ -36,7 +42,13 @@ type message struct {
 	ID  int    `json:"id,omitempty"`
 	Pid int    `json:"pid,omitempty"`
 
-	Config *Config `json:"config,omitempty"`
+	Config *Config        `json:"config,omitempty"`
+	Net    *NetworkConfig `json:"net,omitempty"`
+
+	// opDial, opListen
+	Network string        `json:"network,omitempty"`
+	Addr    string        `json:"addr,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
 
 	// opExec
 	Argv []string `json:"argv,omitempty"`
