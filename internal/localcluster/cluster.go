@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -54,12 +55,15 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 		runners(reg)
 	}
 	c.Node, err = processnode.Start(ctx, processnode.Config{
-		Client:     cs,
-		Kubeconfig: cp.Kubeconfig,
-		Dir:        filepath.Join(cp.Dir, "node"),
-		Runners:    reg,
-		ClientCA:   cp.Certs.CA().CertPEM(),
-		Log:        cp.log,
+		Client:       cs,
+		Kubeconfig:   cp.Kubeconfig,
+		Dir:          filepath.Join(cp.Dir, "node"),
+		Runners:      reg,
+		ClientCA:     cp.Certs.CA().CertPEM(),
+		Log:          cp.log,
+		PodCIDR:      opts.PodCIDR,
+		APIServer:    strings.TrimPrefix(cp.APIServerURL, "https://"),
+		APIServiceIP: kubernetesServiceIP().String(),
 	})
 	if err != nil {
 		c.Stop()

@@ -270,8 +270,8 @@ func (p *Provider) event(pod *corev1.Pod, typ, reason, msg string) {
 	}
 }
 
-// Pids lists the host processes of this node's pods: each pod's init,
-// whose end ends every process of the pod.
+// Pids lists the host processes of this node's pods: the cluster network's
+// helper and each pod's init, whose end ends every process of the pod.
 func (p *Provider) Pids() []int {
 	p.mu.Lock()
 	runs := make([]*podRun, 0, len(p.pods))
@@ -280,6 +280,9 @@ func (p *Provider) Pids() []int {
 	}
 	p.mu.Unlock()
 	var pids []int
+	if p.net != nil {
+		pids = append(pids, p.net.Pid())
+	}
 	for _, r := range runs {
 		r.mu.Lock()
 		if r.sb != nil {
