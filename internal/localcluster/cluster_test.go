@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -82,6 +83,15 @@ func TestLocalCluster(t *testing.T) {
 		assert.Check(t, is.Equal(pod.Spec.NodeName, processnode.DefaultName))
 		assert.Check(t, strings.HasPrefix(pod.Status.PodIP, "10.244."), pod.Status.PodIP)
 		assert.Check(t, is.Equal(pod.Status.Phase, corev1.PodRunning))
+
+		// Nothing of the pod listens on the host: its address is not
+		// routed here, and the host's sockets show none of its ports.
+		_, err := (&net.Dialer{Timeout: time.Second}).Dial("tcp", net.JoinHostPort(pod.Status.PodIP, "8888"))
+		assert.Check(t, err != nil, "the sandbox's server is reachable from the host")
+		assert.Check(t, is.Len(hostListeners(t, pod.Status.PodIP), 0))
+		conn, err := e.c.Node.DialContext(ctx, "tcp", net.JoinHostPort(pod.Status.PodIP, "8888"))
+		assert.NilError(t, err, "the node reaches the pod through the cluster network")
+		conn.Close()
 
 		port := e.portForward(t, pod.Name, 8888)
 		out := execute(t, fmt.Sprintf("http://127.0.0.1:%d/execute", port), nil, "echo hi")
@@ -491,6 +501,24 @@ func executeWith(t *testing.T, client *http.Client, u string, h http.Header, com
 	assert.Equal(t, resp.StatusCode, http.StatusOK, string(data))
 	var out execResult
 	assert.NilError(t, json.Unmarshal(data, &out), string(data))
+	return out
+}
+
+// hostListeners lists the host's listening TCP sockets on ip (as ss -ltn
+// would show them), from /proc/net/tcp of this process's network namespace.
+func hostListeners(t *testing.T, ip string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/net/tcp")
+	assert.NilError(t, err)
+	v4 := net.ParseIP(ip).To4()
+	want := fmt.Sprintf("%02X%02X%02X%02X:", v4[3], v4[2], v4[1], v4[0])
+	var out []string
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[3] == "0A" && strings.HasPrefix(f[1], want) { // 0A: LISTEN
+			out = append(out, f[1])
+		}
+	}
 	return out
 }
 
