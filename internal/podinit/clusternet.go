@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/proc"
@@ -141,7 +142,13 @@ func (n *Network) exited(err error) {
 		ch <- netReply{m: message{Op: opError, Error: fmt.Sprintf("the cluster network ended (%v)", err)}}
 		delete(n.waiting, id)
 	}
+	// Its inits died with it (Pdeathsig).
+	ended := n.ended
+	n.ended = map[int]func(error){}
 	n.mu.Unlock()
+	for _, f := range ended {
+		f(fmt.Errorf("the cluster network ended (%v)", err))
+	}
 	close(n.done)
 }
 
@@ -263,8 +270,8 @@ func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
 
 // Start starts a pod init on the cluster network: the helper clones it in
-// new namespaces, network included, and moves the pod's end of a veth pair
-// (eth0) into it before the init reads cfg, whose Net says how to set it up.
+// new namespaces, network included, moves the pod's end of a veth pair
+// (eth0) into it and gives it cfg.Net's address, before the init reads cfg.
 func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
 	if cfg.Net == nil || !cfg.Isolated {
 		return nil, errors.New("podinit: a pod on the cluster network needs Net and Isolated")
@@ -276,7 +283,7 @@ func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer)
 		}
 		go func() { _, _ = io.Copy(stderr, pr); pr.Close() }()
 		defer pw.Close()
-		req := message{Op: opSpawn, Argv: []string{roleInit, cfg.Hostname}, Config: &Config{UID: cfg.UID, GID: cfg.GID, Hostname: cfg.Hostname}}
+		req := message{Op: opSpawn, Argv: []string{roleInit, cfg.Hostname}, Config: &Config{UID: cfg.UID, GID: cfg.GID, Hostname: cfg.Hostname, Net: cfg.Net}}
 		r, err := n.call(context.Background(), req, ended, conn, pw)
 		if err != nil {
 			return launched{}, err
@@ -336,8 +343,9 @@ func runClusterNet() error {
 		}
 		switch m.Op {
 		case opSpawn:
-			// In order: the node counts on the reply's id being the one it expected.
-			h.spawn(m, files)
+			// Not inline: creating a network namespace can wait on the
+			// kernel tearing down others, and dials must not queue behind it.
+			go h.spawn(m, files)
 		case opDial:
 			go h.dial(m)
 		case opListen:
@@ -378,7 +386,11 @@ func (h *netHelper) setup(cfg NetworkConfig) error {
 			return fmt.Errorf("adding %s: %w", a, err)
 		}
 	}
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName}}
+	// A fixed address: a bridge without one takes the lowest of its ports'
+	// and changes it as pods come and go, while the pods' ARP caches keep
+	// the old one and their answers to the node get lost for seconds.
+	mac := net.HardwareAddr{0x02, 0x53, 0x42, 0x54, 0x00, 0x01} // locally administered
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName, HardwareAddr: mac}}
 	if err := netlink.LinkAdd(br); err != nil {
 		return fmt.Errorf("creating bridge %s: %w", bridgeName, err)
 	}
@@ -398,8 +410,8 @@ func (h *netHelper) setup(cfg NetworkConfig) error {
 func (h *netHelper) spawn(m message, files []*os.File) {
 	defer closeAll(files)
 	fail := func(err error) { _ = h.c.send(message{Op: opError, ID: m.ID, Error: err.Error()}) }
-	if len(files) != 2 || m.Config == nil {
-		fail(errors.New("spawn: want a config, the init's socket and its stderr"))
+	if len(files) != 2 || m.Config == nil || m.Config.Net == nil {
+		fail(errors.New("spawn: want a config with the pod's address, the init's socket and its stderr"))
 		return
 	}
 	cmd := &exec.Cmd{
@@ -429,7 +441,9 @@ func (h *netHelper) spawn(m message, files []*os.File) {
 	h.mu.Unlock()
 	pid := cmd.Process.Pid
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: fmt.Sprintf("veth%d", pid), MasterIndex: h.bridge.Attrs().Index},
+		// Named by request, not pid: a dead pod's veth may linger while the
+		// kernel tears its namespace down, and pids are reused.
+		LinkAttrs:     netlink.LinkAttrs{Name: fmt.Sprintf("sbt%d", id), MasterIndex: h.bridge.Attrs().Index},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsPid(pid),
 	}
@@ -441,6 +455,11 @@ func (h *netHelper) spawn(m message, files []*os.File) {
 	if err := netlink.LinkSetUp(veth); err != nil {
 		_ = cmd.Process.Kill()
 		fail(fmt.Errorf("bringing up %s: %w", veth.Name, err))
+		return
+	}
+	if err := configurePod(pid, m.Config.Net); err != nil {
+		_ = cmd.Process.Kill()
+		fail(err)
 		return
 	}
 	_ = h.c.send(message{Op: opStarted, ID: id, Pid: pid})
@@ -489,31 +508,42 @@ func unwrapOpError(err error) error {
 	return err
 }
 
-// configureNet sets up the pod's side, in the init: lo and eth0 up, the
-// pod's address, the default route through the bridge.
-func configureNet(pn *PodNet) error {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("lo up: %w", err)
-	}
-	eth, err := netlink.LinkByName("eth0")
-	if err != nil {
-		return fmt.Errorf("the pod's eth0: %w", err)
-	}
+// configurePod sets up the pod's side from here, through a netlink socket
+// opened in the pod's network namespace (so the init needs no network code):
+// lo and eth0 up, the pod's address, the default route through the bridge.
+func configurePod(pid int, pn *PodNet) error {
 	ip, gw := net.ParseIP(pn.IP), net.ParseIP(pn.Gateway)
 	if ip == nil || gw == nil {
 		return fmt.Errorf("bad pod address %q or gateway %q", pn.IP, pn.Gateway)
 	}
-	if err := netlink.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(pn.PrefixLen, 32)}}); err != nil {
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		return fmt.Errorf("opening the pod's network namespace: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in the pod's network namespace: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	eth, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("the pod's eth0: %w", err)
+	}
+	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(pn.PrefixLen, 32)}}); err != nil {
 		return fmt.Errorf("adding %s to eth0: %w", pn.IP, err)
 	}
-	if err := netlink.LinkSetUp(eth); err != nil {
+	if err := h.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("eth0 up: %w", err)
 	}
-	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
 		return fmt.Errorf("default route via %s: %w", pn.Gateway, err)
 	}
 	return nil

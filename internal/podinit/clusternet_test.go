@@ -3,6 +3,7 @@ package podinit
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -106,5 +107,30 @@ func TestClusterNetwork(t *testing.T) {
 	case <-srv.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("the pod's server outlived its pod")
+	}
+}
+
+// BenchmarkNetworkStart measures starting a pod init on the cluster network
+// (namespaces, veth, address, view) and killing it:
+// go test -run '^$' -bench NetworkStart ./internal/podinit
+func BenchmarkNetworkStart(b *testing.B) {
+	n, err := StartNetwork(NetworkConfig{CIDR: "10.244.0.0/16"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	dir := b.TempDir()
+	for i := 0; b.Loop(); i++ {
+		root := filepath.Join(dir, fmt.Sprint("root", i))
+		if err := os.Mkdir(root, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		ip := fmt.Sprintf("10.244.%d.%d", 1+i/250, 2+i%250)
+		sb, err := n.Start(Config{Isolated: true, Root: root, Hostname: "bench", UID: 1000, GID: 1000,
+			Net: &PodNet{IP: ip, PrefixLen: 16, Gateway: n.Gateway().String()}}, nil, os.Stderr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sb.Kill()
 	}
 }

@@ -123,11 +123,6 @@ func (st *initState) setup() error {
 			return fmt.Errorf("setting RLIMIT_NPROC: %w", err)
 		}
 	}
-	if st.cfg.Net != nil {
-		if err := configureNet(st.cfg.Net); err != nil {
-			return fmt.Errorf("setting up the pod's network: %w", err)
-		}
-	}
 	if !st.cfg.Isolated {
 		// Orphans come back here to be reaped, as they would to PID 1.
 		return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

@@ -40,8 +40,8 @@ type Config struct {
 	// Mounts are the writable working directory, volumes and files an image
 	// would bring, mounted in order after the system directories.
 	Mounts []Mount `json:"mounts,omitempty"`
-	// Net, when set, configures the pod's eth0, which the cluster network
-	// moved into the pod's network namespace before the init got this config.
+	// Net is the pod's address on the cluster network (Network.Start),
+	// which sets it up before the init starts.
 	Net *PodNet `json:"net,omitempty"`
 	// PidsLimit, when > 0, is set as RLIMIT_NPROC for every process of the pod.
 	PidsLimit int `json:"pidsLimit,omitempty"`

@@ -66,7 +66,7 @@ func setgroupsAllowed() bool {
 // initCaps are the capabilities an init running as a non-root container
 // user keeps across its exec (ambient): enough to build the view and to
 // limit what its children get.
-var initCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP, unix.CAP_DAC_OVERRIDE, unix.CAP_SYS_CHROOT}
+var initCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_DAC_OVERRIDE, unix.CAP_SYS_CHROOT}
 
 // sysProcAttr is how an init is cloned: in new namespaces with the node's
 // user mapped to the container's, or (not isolated) as a plain child.
