@@ -42,7 +42,7 @@ func TestRunAndAssert(t *testing.T) {
 	assert.Check(t, is.Equal(res.ExitCode, 0))
 
 	assert.Check(t, sb.ClaimName() != "" && sb.SandboxName() != "" && sb.PodName() != "")
-	assert.Check(t, strings.HasPrefix(sb.PodIP(), "127."), sb.PodIP())
+	assert.Check(t, strings.HasPrefix(sb.PodIP(), "10.244."), sb.PodIP())
 	assert.Check(t, is.Equal(sb.Namespace(), "default"))
 	assert.Check(t, is.Equal(sb.Template(), template))
 	assert.Check(t, is.Len(sb.History(), 3))

@@ -3,10 +3,10 @@ package localcluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -56,12 +56,15 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 		runners(reg)
 	}
 	c.Node, err = processnode.Start(ctx, processnode.Config{
-		Client:     cs,
-		Kubeconfig: cp.Kubeconfig,
-		Dir:        filepath.Join(cp.Dir, "node"),
-		Runners:    reg,
-		ClientCA:   cp.Certs.CA().CertPEM(),
-		Log:        cp.log,
+		Client:       cs,
+		Kubeconfig:   cp.Kubeconfig,
+		Dir:          filepath.Join(cp.Dir, "node"),
+		Runners:      reg,
+		ClientCA:     cp.Certs.CA().CertPEM(),
+		Log:          cp.log,
+		PodCIDR:      opts.PodCIDR,
+		APIServer:    strings.TrimPrefix(cp.APIServerURL, "https://"),
+		APIServiceIP: kubernetesServiceIP().String(),
 	})
 	if err != nil {
 		c.Stop()
@@ -75,7 +78,7 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 	gwCtx, c.stopGateways = context.WithCancel(context.Background())
 	// Pods listen on host loopback addresses today, so a plain dialer
 	// reaches them; the Gateway data plane dials pods only through this.
-	dialPod := (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	dialPod := c.Node.DialContext // pod addresses are routed in the cluster's network only
 	if c.gatewaysDone, err = startGatewayController(gwCtx, cp.RESTConfig, dialPod); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("localcluster: starting the gateway controller: %w", err)

@@ -81,8 +81,17 @@ func TestLocalCluster(t *testing.T) {
 		claim := e.claim(t, "python-sandbox-template")
 		pod := e.readyPod(t, claim)
 		assert.Check(t, is.Equal(pod.Spec.NodeName, processnode.DefaultName))
-		assert.Check(t, strings.HasPrefix(pod.Status.PodIP, "127."), pod.Status.PodIP)
+		assert.Check(t, strings.HasPrefix(pod.Status.PodIP, "10.244."), pod.Status.PodIP)
 		assert.Check(t, is.Equal(pod.Status.Phase, corev1.PodRunning))
+
+		// Nothing of the pod listens on the host: its address is not
+		// routed here, and the host's sockets show none of its ports.
+		_, err := (&net.Dialer{Timeout: time.Second}).Dial("tcp", net.JoinHostPort(pod.Status.PodIP, "8888"))
+		assert.Check(t, err != nil, "the sandbox's server is reachable from the host")
+		assert.Check(t, is.Len(hostListeners(t, pod.Status.PodIP), 0))
+		conn, err := e.c.Node.DialContext(ctx, "tcp", net.JoinHostPort(pod.Status.PodIP, "8888"))
+		assert.NilError(t, err, "the node reaches the pod through the cluster network")
+		conn.Close()
 
 		port := e.portForward(t, pod.Name, 8888)
 		out := execute(t, fmt.Sprintf("http://127.0.0.1:%d/execute", port), nil, "echo hi")
@@ -103,7 +112,7 @@ func TestLocalCluster(t *testing.T) {
 		assert.NilError(t, e.ext.ExtensionsV1beta1().SandboxClaims(ns).Delete(ctx, claim, metav1.DeleteOptions{}))
 		poll.WaitOn(t, e.gone(pod.Name), poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
 		t.Logf("pod %s gone %s after the claim was deleted", pod.Name, time.Since(deleted).Round(time.Millisecond))
-		_, err = http.Get(fmt.Sprintf("http://%s:8888/", pod.Status.PodIP))
+		_, err = podClient(e.c).Get(fmt.Sprintf("http://%s:8888/", pod.Status.PodIP))
 		assert.Check(t, err != nil, "the sandbox still serves after its pod was deleted")
 	})
 
@@ -120,10 +129,28 @@ func TestLocalCluster(t *testing.T) {
 		}, "echo through the router")
 		assert.Check(t, is.Equal(out.Stdout, "through the router\n"))
 
-		// The unchanged upstream Go SDK in direct mode, from the warm pool.
+		// The Service has endpoints: the router pod's address.
+		e.createRouterService(t)
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			slices, err := e.cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=sandbox-router-svc"})
+			if err != nil {
+				return poll.Error(err)
+			}
+			for _, s := range slices.Items {
+				for _, ep := range s.Endpoints {
+					if len(ep.Addresses) > 0 && ep.Addresses[0] == router.Status.PodIP {
+						return poll.Success()
+					}
+				}
+			}
+			return poll.Continue("no endpoint %s in the router Service's EndpointSlices", router.Status.PodIP)
+		}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
+
+		// The unchanged upstream Go SDK in its default tunnel mode (router
+		// pods from EndpointSlices, port-forward), from the warm pool.
 		sb, err := sdk.New(ctx, sdk.Options{
 			WarmPoolName: "python-sandbox-template", Namespace: ns, RestConfig: e.c.RESTConfig,
-			APIURL: "http://" + router.Status.PodIP + ":8080", Quiet: true, SandboxReadyTimeout: 60 * time.Second,
+			Quiet: true, SandboxReadyTimeout: 60 * time.Second,
 		})
 		assert.NilError(t, err)
 		assert.NilError(t, sb.Open(ctx))
@@ -168,12 +195,7 @@ func TestLocalCluster(t *testing.T) {
 
 	var port80Addr string
 	t.Run("local gateway", func(t *testing.T) {
-		_, err := e.cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: "sandbox-router-svc", Namespace: ns},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "sandbox-router"},
-				Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromString("http")}}},
-		}, metav1.CreateOptions{})
-		assert.NilError(t, err)
+		// sandbox-router-svc exists (the router subtest): its targetPort is the port's name.
 		e.createGateway(t, "good", 8080)
 		e.createGateway(t, "port-80", 80)
 
@@ -309,7 +331,7 @@ func TestLocalCluster(t *testing.T) {
 		for _, pid := range pids {
 			assert.Check(t, !alive(pid), "process %d survived Stop", pid)
 		}
-		_, err := http.Get("http://" + router.Status.PodIP + ":8080/healthz")
+		_, err := podClient(e.c).Get("http://" + router.Status.PodIP + ":8080/healthz")
 		assert.Check(t, err != nil, "router still answers after Stop")
 		if port80Addr != "" {
 			_, err := net.Dial("tcp", port80Addr+":80")
@@ -451,6 +473,22 @@ func (e *env) deployRouter(t *testing.T) *corev1.Pod {
 	return pod
 }
 
+// createRouterService creates sandbox-router-svc, as deploy does.
+func (e *env) createRouterService(t *testing.T) {
+	t.Helper()
+	_, err := e.cs.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "sandbox-router-svc", Namespace: ns},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "sandbox-router"},
+			Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromString("http")}}},
+	}, metav1.CreateOptions{})
+	assert.NilError(t, err)
+}
+
+// podClient reaches pod addresses, which only the cluster's network routes.
+func podClient(c *localcluster.Cluster) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: c.Node.DialContext}, Timeout: 30 * time.Second}
+}
+
 func (e *env) createGateway(t *testing.T, name string, port int32) {
 	t.Helper()
 	ctx := context.Background()
@@ -566,6 +604,11 @@ type execResult struct {
 
 func execute(t *testing.T, u string, h http.Header, command string) execResult {
 	t.Helper()
+	return executeWith(t, http.DefaultClient, u, h, command)
+}
+
+func executeWith(t *testing.T, client *http.Client, u string, h http.Header, command string) execResult {
+	t.Helper()
 	body, _ := json.Marshal(map[string]string{"command": command})
 	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
 	assert.NilError(t, err)
@@ -573,13 +616,31 @@ func execute(t *testing.T, u string, h http.Header, command string) execResult {
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	assert.NilError(t, err)
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	assert.Equal(t, resp.StatusCode, http.StatusOK, string(data))
 	var out execResult
 	assert.NilError(t, json.Unmarshal(data, &out), string(data))
+	return out
+}
+
+// hostListeners lists the host's listening TCP sockets on ip (as ss -ltn
+// would show them), from /proc/net/tcp of this process's network namespace.
+func hostListeners(t *testing.T, ip string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/net/tcp")
+	assert.NilError(t, err)
+	v4 := net.ParseIP(ip).To4()
+	want := fmt.Sprintf("%02X%02X%02X%02X:", v4[3], v4[2], v4[1], v4[0])
+	var out []string
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[3] == "0A" && strings.HasPrefix(f[1], want) { // 0A: LISTEN
+			out = append(out, f[1])
+		}
+	}
 	return out
 }
 

@@ -44,8 +44,22 @@ const KubeconfigName = "sandboxtest-local"
 // ServiceClusterIPRange is the kube-apiserver's --service-cluster-ip-range.
 const ServiceClusterIPRange = "10.0.0.0/24"
 
+// kubernetesServiceIP is the first address of the service range: the
+// kubernetes Service's, in the API server's certificate, and where pods
+// reach the API.
+func kubernetesServiceIP() net.IP {
+	_, svcNet, _ := net.ParseCIDR(ServiceClusterIPRange)
+	ip := append(net.IP(nil), svcNet.IP.To4()...)
+	ip[3]++
+	return ip
+}
+
 // Options configure StartControlPlane.
 type Options struct {
+	// PodCIDR is the pod network of the node (Start); default
+	// processnode.DefaultPodCIDR. Each cluster has its own network
+	// namespace, so clusters side by side may use the same one.
+	PodCIDR string
 	// Dir is the state directory: pki/, etcd/ (wiped at start), logs/<component>.log
 	// and kubeconfig. Required.
 	Dir string
@@ -153,10 +167,7 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 		return nil, err
 	}
 	t = time.Now()
-	_, svcNet, _ := net.ParseCIDR(ServiceClusterIPRange)
-	firstSvcIP := append(net.IP(nil), svcNet.IP.To4()...)
-	firstSvcIP[3]++
-	if c.Certs, err = writeCerts(filepath.Join(dir, "pki"), firstSvcIP); err != nil {
+	if c.Certs, err = writeCerts(filepath.Join(dir, "pki"), kubernetesServiceIP()); err != nil {
 		return nil, fmt.Errorf("generating certificates: %w", err)
 	}
 	tok := make([]byte, 16)
@@ -201,7 +212,7 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 	// SandboxClaim types a deleted claim's pod would linger that long.
 	t = time.Now()
 	kcm, err := c.start(compKCM, append(append([]string{}, common...),
-		"--controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller",
+		"--controllers=*",
 		"--service-account-private-key-file", c.Certs.ServiceAccountKey,
 		"--root-ca-file", c.Certs.CACert,
 		"--cluster-signing-cert-file", c.Certs.CACert,

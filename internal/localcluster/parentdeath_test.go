@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -95,15 +94,17 @@ func runClusterParent(dir string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// A command that would outlive us if nothing took care of it.
-	go http.Post("http://"+sandboxIP+":8888/execute", "application/json", strings.NewReader(`{"command":"sleep 600"}`))
+	go podClient(c).Post("http://"+sandboxIP+":8888/execute", "application/json", strings.NewReader(`{"command":"sleep 600"}`))
 	for !hasDescendant("sleep") { // in the sandbox's PID namespace, under its init
 		time.Sleep(20 * time.Millisecond)
 	}
 	api, _ := url.Parse(c.APIServerURL)
 	etcd, _ := url.Parse(c.EtcdURL)
+	// The pods' addresses are in the cluster's network namespace, which
+	// ends with its helper, one of the descendants.
 	rep := parentReport{
 		Pids:  descendants(os.Getpid()),
-		Addrs: []string{api.Host, etcd.Host, c.Node.Addr, routerIP + ":8080", sandboxIP + ":8888"},
+		Addrs: []string{api.Host, etcd.Host, c.Node.Addr},
 	}
 	return json.NewEncoder(os.Stdout).Encode(rep)
 }

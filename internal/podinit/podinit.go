@@ -1,7 +1,8 @@
 // Package podinit is the node's side of a local pod: it starts the pod's
 // init (package inpod, re-executed from the node's own binary) and asks it
 // to start and signal the pod's processes (Start, Sandbox.Exec). It also
-// serves the runtime server role, the python runtime's API inside a pod.
+// serves the runtime server role, the python runtime's API inside a pod,
+// and the cluster network role, which holds the pods' network (Network).
 //
 // Any binary that links this package can serve as a pod init and runtime
 // server: init functions take over before main when argv[0] names a role,
@@ -22,11 +23,29 @@ type Config = inpod.Config
 // directories: a volume (or a file of one) at its mountPath.
 type Mount = inpod.Mount
 
+// PodNet is a pod's address on the cluster network.
+type PodNet = inpod.PodNet
+
+// NetworkConfig configures a cluster network.
+type NetworkConfig = inpod.NetworkConfig
+
+// roleClusterNet is argv[0] of the cluster network's helper.
+const roleClusterNet = "sandboxtest-cluster-net"
+
 func init() {
-	if len(os.Args) == 0 || os.Args[0] != inpod.RoleRuntimeServer {
+	if len(os.Args) == 0 {
 		return
 	}
-	if err := runRuntimeServer(os.Args[1:]); err != nil {
+	var err error
+	switch os.Args[0] {
+	case inpod.RoleRuntimeServer:
+		err = runRuntimeServer(os.Args[1:])
+	case roleClusterNet:
+		err = runClusterNet()
+	default:
+		return
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[0], err)
 		os.Exit(1)
 	}

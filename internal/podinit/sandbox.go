@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 // Sandbox is the node's handle on a running pod init.
 type Sandbox struct {
 	pid  int
+	kill func() // by whoever started the init, which knows whether it still runs
 	c    *inpod.Conn
 	done chan struct{} // closed when the init has exited (and with it every process of the pod)
 
@@ -51,11 +53,16 @@ type Process struct {
 	Stdin, Stdout, Stderr *os.File
 }
 
-// Namespaces are the ones every isolated pod gets. The network namespace
-// comes with the cluster network: a helper living in the cluster's user and
-// network namespaces will call Start with CLONE_NEWNET added, and pass the
-// Sandbox's socket back to the node; nothing else here changes.
+// Namespaces are the ones every isolated pod gets; a pod on a cluster
+// network (Network.Start) gets a network namespace too.
 const Namespaces = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+
+// setgroupsAllowed reports whether this process's user namespace lets a
+// child's gid map allow setgroups (false once an unprivileged creator denied it).
+func setgroupsAllowed() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err != nil || strings.TrimSpace(string(b)) == "allow"
+}
 
 // initCaps are the capabilities an init running as a non-root container
 // user keeps across its exec (ambient): enough to build the view and to
@@ -64,17 +71,18 @@ var initCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_DAC_OVER
 
 // sysProcAttr is how an init is cloned: in new namespaces with the node's
 // user mapped to the container's, or (not isolated) as a plain child.
-func sysProcAttr(isolated bool, uid, gid int) *syscall.SysProcAttr {
+func sysProcAttr(isolated bool, uid, gid int, extraFlags uintptr) *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
 	if !isolated {
 		return attr
 	}
-	attr.Cloneflags = Namespaces
+	attr.Cloneflags = Namespaces | extraFlags
 	attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: os.Getuid(), Size: 1}}
 	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: os.Getgid(), Size: 1}}
 	// Root may drop its supplementary groups; anyone else must deny setgroups
-	// before writing a gid map, and keeps them.
-	root := os.Getuid() == 0
+	// before writing a gid map, and keeps them. Inside an unprivileged
+	// user namespace (the cluster network's), setgroups stays denied.
+	root := os.Getuid() == 0 && setgroupsAllowed()
 	attr.GidMappingsEnableSetgroups = root
 	attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: !root}
 	if uid != 0 {
@@ -83,32 +91,55 @@ func sysProcAttr(isolated bool, uid, gid int) *syscall.SysProcAttr {
 	return attr
 }
 
-// Start starts a pod init with cfg. place, when set, runs with the init's
-// host pid before the init does anything (to put it into cgroups). stderr
-// receives the init's own complaints. Start returns once the view is built.
+// Start starts a pod init with cfg, as a child of this process (without a
+// network namespace of its own: see Network.Start for that). place, when
+// set, runs with the init's host pid before the init does anything (to put
+// it into cgroups). stderr receives the init's own complaints. Start returns
+// once the view is built.
 func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+	return startInit(cfg, place, func(conn *os.File, ended func(error)) (launched, error) {
+		cmd := &exec.Cmd{
+			Path:        "/proc/self/exe",
+			Args:        []string{inpod.RoleInit, cfg.Hostname},
+			Env:         []string{},
+			ExtraFiles:  []*os.File{conn}, // fd 3
+			Stderr:      stderr,
+			SysProcAttr: sysProcAttr(cfg.Isolated, cfg.UID, cfg.GID, 0),
+		}
+		// Pdeathsig takes the init down with this process.
+		if err := proc.StartLocked(cmd, ended); err != nil {
+			return launched{}, err
+		}
+		pid := cmd.Process.Pid
+		return launched{pid: pid, kill: func() { _ = cmd.Process.Kill() }}, nil
+	})
+}
+
+// launched is a started init: its host pid and how to kill it.
+type launched struct {
+	pid  int
+	kill func()
+}
+
+// launcher starts an init with conn as its fd 3; ended is called once with
+// the init's exit.
+type launcher func(conn *os.File, ended func(error)) (launched, error)
+
+func startInit(cfg Config, place func(pid int) error, launch launcher) (*Sandbox, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("podinit: socketpair: %w", err)
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "pod-init"), os.NewFile(uintptr(pair[1]), "pod-init")
 	defer theirs.Close()
-	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{inpod.RoleInit, cfg.Hostname},
-		Env:         []string{},
-		ExtraFiles:  []*os.File{theirs}, // fd 3
-		Stderr:      stderr,
-		SysProcAttr: sysProcAttr(cfg.Isolated, cfg.UID, cfg.GID),
-	}
 	sb := &Sandbox{c: inpod.NewConn(ours), done: make(chan struct{}), procs: map[int]*Proc{}, waiting: map[int]chan inpod.Message{}}
-	// Pdeathsig takes the init down with this process.
-	err = proc.StartLocked(cmd, sb.ended)
+	l, err := launch(theirs, sb.ended)
 	if err != nil {
 		ours.Close()
 		return nil, fmt.Errorf("podinit: starting the pod init: %w", err)
 	}
-	sb.pid = cmd.Process.Pid
+	theirs.Close() // only the init holds it now: its exit closes the socket
+	sb.pid, sb.kill = l.pid, l.kill
 	fail := func(err error) (*Sandbox, error) {
 		sb.Kill()
 		ours.Close()
@@ -145,7 +176,7 @@ func (s *Sandbox) Done() <-chan struct{} { return s.done }
 // Kill ends the init, which ends every process in the pod's PID namespace,
 // and waits for it. Idempotent.
 func (s *Sandbox) Kill() {
-	_ = syscall.Kill(s.pid, syscall.SIGKILL)
+	s.kill()
 	<-s.done
 }
 
@@ -286,7 +317,7 @@ func (p *Proc) Stop(grace time.Duration) {
 // of an isolated pod, by starting a child in them that exits at once.
 func Check() error {
 	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{inpod.RoleCheck}, Env: []string{},
-		SysProcAttr: sysProcAttr(true, 0, 0)}
+		SysProcAttr: sysProcAttr(true, 0, 0, unix.CLONE_NEWNET)}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if len(out) > 0 {

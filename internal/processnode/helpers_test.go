@@ -33,15 +33,15 @@ func TestMain(m *testing.M) {
 
 var (
 	sharedIPsOnce sync.Once
-	sharedIPs     *ipBlock
+	sharedIPs     *addrPool
 	sharedIPsErr  error
 )
 
 // testIPs is one address block for every provider of this test binary; the
 // kernel drops its lock when the binary exits.
-func testIPs(t *testing.T) *ipBlock {
+func testIPs(t *testing.T) *addrPool {
 	t.Helper()
-	sharedIPsOnce.Do(func() { sharedIPs, sharedIPsErr = claimIPBlock() })
+	sharedIPsOnce.Do(func() { sharedIPs, sharedIPsErr = claimLoopbackBlock() })
 	assert.NilError(t, sharedIPsErr)
 	return sharedIPs
 }
@@ -335,7 +335,7 @@ func (s *syncBuffer) String() string {
 }
 
 // isUsed reports whether ip is handed out.
-func (b *ipBlock) isUsed(ip string) bool {
+func (b *addrPool) isUsed(ip string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.used[ip]

@@ -3,25 +3,36 @@ package processnode
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 )
 
-// ipBlock hands out pod addresses from 127.<block>.0.0/16. The block is held
-// by a flock in the temp dir, so nodes of concurrent test binaries never
-// share addresses; the kernel drops the lock when the process dies.
-type ipBlock struct {
-	block int
-	lock  *os.File
+// addrPool hands out pod addresses from a network, skipping its first two
+// (the network and the gateway) and its last (broadcast).
+type addrPool struct {
+	cidr  *net.IPNet
+	size  uint32
+	lock  *os.File // held for the pool's life when the addresses are the host's
+	block int      // b of a loopback pool's 127.b.0.0/16
 
 	mu     sync.Mutex
-	cursor int
+	cursor uint32
 	used   map[string]bool
 }
 
-func claimIPBlock() (*ipBlock, error) {
+func newAddrPool(cidr *net.IPNet) *addrPool {
+	ones, bits := cidr.Mask.Size()
+	return &addrPool{cidr: cidr, size: 1 << (bits - ones), cursor: 2, used: map[string]bool{}}
+}
+
+// claimLoopbackBlock is the pool of a node whose pods share the host's
+// network (SANDBOXTEST_UNISOLATED=1): a 127.<b>.0.0/16 block held by a flock
+// in the temp dir, so nodes of concurrent test binaries never share
+// addresses; the kernel drops the lock when the process dies.
+func claimLoopbackBlock() (*addrPool, error) {
 	for b := 10; b < 250; b++ {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("sandboxtest-ipblock-127.%d.lock", b))
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
@@ -35,37 +46,44 @@ func claimIPBlock() (*ipBlock, error) {
 			}
 			return nil, err
 		}
-		return &ipBlock{block: b, lock: f, cursor: 1, used: map[string]bool{}}, nil
+		_, cidr, _ := net.ParseCIDR(fmt.Sprintf("127.%d.0.0/16", b))
+		p := newAddrPool(cidr)
+		p.lock, p.block = f, b
+		return p, nil
 	}
 	return nil, errors.New("no free 127.x.0.0/16 block for pod addresses: 240 local nodes are running")
 }
 
-// next returns an unused address, skipping .0 and .255 host parts.
-func (b *ipBlock) next() (string, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for tries := 0; tries < 65536; tries++ {
-		n := b.cursor
-		b.cursor = b.cursor%65535 + 1
-		if lo := n & 0xff; lo == 0 || lo == 255 {
-			continue
+// next returns an unused address.
+func (p *addrPool) next() (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	base := p.cidr.IP.To4()
+	b := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	for tries := uint32(0); tries < p.size; tries++ {
+		n := p.cursor
+		if p.cursor++; p.cursor >= p.size-1 {
+			p.cursor = 2
 		}
-		ip := fmt.Sprintf("127.%d.%d.%d", b.block, n>>8, n&0xff)
-		if !b.used[ip] {
-			b.used[ip] = true
+		v := b + n
+		ip := net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v)).String()
+		if !p.used[ip] {
+			p.used[ip] = true
 			return ip, nil
 		}
 	}
-	return "", fmt.Errorf("all pod addresses of 127.%d.0.0/16 are in use", b.block)
+	return "", fmt.Errorf("all pod addresses of %s are in use", p.cidr)
 }
 
-func (b *ipBlock) release(ip string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.used, ip)
+func (p *addrPool) release(ip string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.used, ip)
 }
 
-func (b *ipBlock) close() {
-	_ = syscall.Flock(int(b.lock.Fd()), syscall.LOCK_UN)
-	b.lock.Close()
+func (p *addrPool) close() {
+	if p.lock != nil {
+		_ = syscall.Flock(int(p.lock.Fd()), syscall.LOCK_UN)
+		p.lock.Close()
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -13,7 +12,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 )
 
-// privateLockDir points claimIPBlock at a fresh temp dir, so these tests
+// privateLockDir points claimLoopbackBlock at a fresh temp dir, so these tests
 // neither see nor take the blocks of other sandboxtest processes.
 func privateLockDir(t *testing.T) string {
 	dir := t.TempDir()
@@ -22,65 +21,63 @@ func privateLockDir(t *testing.T) string {
 	return dir
 }
 
-func TestIPBlockAddressesUniqueAndValid(t *testing.T) {
-	privateLockDir(t)
-	b, err := claimIPBlock()
-	assert.NilError(t, err)
-	defer b.close()
-
-	prefix := fmt.Sprintf("127.%d.", b.block)
+func TestAddrPoolUniqueAndValid(t *testing.T) {
+	_, cidr, _ := net.ParseCIDR("10.244.0.0/16")
+	p := newAddrPool(cidr)
 	seen := map[string]bool{}
 	for i := 0; i < 3*256; i++ { // crosses several /24 boundaries
-		ip, err := b.next()
+		ip, err := p.next()
 		assert.NilError(t, err)
 		assert.Assert(t, !seen[ip], "address %s handed out twice", ip)
 		seen[ip] = true
-		assert.Assert(t, strings.HasPrefix(ip, prefix), ip)
-		parsed := net.ParseIP(ip).To4()
-		assert.Assert(t, parsed != nil, ip)
-		assert.Assert(t, parsed.IsLoopback(), ip)
-		assert.Assert(t, parsed[3] != 0 && parsed[3] != 255, "host part .%d handed out: %s", parsed[3], ip)
+		assert.Assert(t, cidr.Contains(net.ParseIP(ip)), ip)
 	}
-	// 768 addresses need three /24s minus their .0 and .255: 254 each.
-	assert.Check(t, seen[prefix+"0.1"])
-	assert.Check(t, seen[prefix+"1.254"])
-	assert.Check(t, seen[prefix+"3.1"])
+	assert.Check(t, !seen["10.244.0.0"] && !seen["10.244.0.1"], "the network or the gateway was handed out")
+	assert.Check(t, seen["10.244.0.2"] && seen["10.244.1.0"] && seen["10.244.3.1"])
 }
 
-func TestIPBlockReleaseMakesAddressReusable(t *testing.T) {
-	t.Parallel() // a block of its own, though nothing is bound on it
-	b, err := claimIPBlock()
-	assert.NilError(t, err)
-	defer b.close()
-
-	// Exhaust the block: 256 /24s of 254 usable host parts each.
-	const usable = 256 * 254
+func TestAddrPoolReleaseMakesAddressReusable(t *testing.T) {
+	_, cidr, _ := net.ParseCIDR("10.9.8.0/24")
+	p := newAddrPool(cidr)
+	const usable = 256 - 3 // minus the network, the gateway and broadcast
 	var all []string
 	for {
-		ip, err := b.next()
+		ip, err := p.next()
 		if err != nil {
-			assert.Check(t, is.ErrorContains(err, fmt.Sprintf("127.%d.0.0/16 are in use", b.block)))
+			assert.Check(t, is.ErrorContains(err, "10.9.8.0/24 are in use"))
 			break
 		}
 		all = append(all, ip)
-		assert.Assert(t, len(all) <= usable, "more addresses than the block holds")
+		assert.Assert(t, len(all) <= usable, "more addresses than the network holds")
 	}
 	assert.Equal(t, len(all), usable)
+	assert.Check(t, is.Equal(all[len(all)-1], "10.9.8.254"))
 
 	freed := all[len(all)/2]
-	b.release(freed)
-	ip, err := b.next()
+	p.release(freed)
+	ip, err := p.next()
 	assert.NilError(t, err)
 	assert.Equal(t, ip, freed)
-	_, err = b.next()
-	assert.Check(t, err != nil, "the block should be full again")
+	_, err = p.next()
+	assert.Check(t, err != nil, "the pool should be full again")
+}
+
+func TestLoopbackBlockAddresses(t *testing.T) {
+	privateLockDir(t)
+	b, err := claimLoopbackBlock()
+	assert.NilError(t, err)
+	defer b.close()
+	ip, err := b.next()
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(ip, fmt.Sprintf("127.%d.0.2", b.block)))
+	assert.Check(t, net.ParseIP(ip).IsLoopback())
 }
 
 func TestClaimIPBlockDistinctAndClosable(t *testing.T) {
 	dir := privateLockDir(t)
-	a, err := claimIPBlock()
+	a, err := claimLoopbackBlock()
 	assert.NilError(t, err)
-	b, err := claimIPBlock()
+	b, err := claimLoopbackBlock()
 	assert.NilError(t, err)
 	defer b.close()
 	assert.Check(t, a.block != b.block, "two claims in one process got block %d", a.block)
@@ -91,7 +88,7 @@ func TestClaimIPBlockDistinctAndClosable(t *testing.T) {
 	a.close()
 	assert.Check(t, canLock(t, lockPath), "block %d is still locked after close", a.block)
 
-	c, err := claimIPBlock()
+	c, err := claimLoopbackBlock()
 	assert.NilError(t, err)
 	defer c.close()
 	assert.Check(t, is.Equal(c.block, a.block), "the freed block is the lowest free one")
@@ -106,12 +103,12 @@ func TestClaimIPBlockAllTaken(t *testing.T) {
 		defer f.Close()
 		assert.NilError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
 	}
-	last, err := claimIPBlock()
+	last, err := claimLoopbackBlock()
 	assert.NilError(t, err)
 	defer last.close()
 	assert.Check(t, is.Equal(last.block, 249), "the last block is 127.249")
 
-	_, err = claimIPBlock()
+	_, err = claimLoopbackBlock()
 	assert.Check(t, is.ErrorContains(err, "no free 127.x.0.0/16 block"))
 }
 

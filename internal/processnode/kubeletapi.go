@@ -229,7 +229,9 @@ func (p *Provider) PortForward(ctx context.Context, ns, pod string, port int32, 
 		return errdefs.NotFoundf("pod %s/%s is not on node %s", ns, pod, p.cfg.Name)
 	}
 	defer stream.Close()
-	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(int(port))))
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	conn, err := p.dial(dctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(int(port))))
+	cancel()
 	if err != nil {
 		return fmt.Errorf("port-forward to %s/%s port %d: %w", ns, pod, port, err)
 	}

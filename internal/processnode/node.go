@@ -57,6 +57,13 @@ type Config struct {
 	Log      io.Writer // node lifecycle lines; default discard
 	// PodPidsLimit bounds each pod's processes; default DefaultPodPidsLimit.
 	PodPidsLimit int64
+	// PodCIDR is the network of isolated pods, in a network namespace of
+	// the node's own; default DefaultPodCIDR.
+	PodCIDR string
+	// APIServer is kube-apiserver's host:port on the host. With
+	// APIServiceIP (the kubernetes Service's address) set too, pods reach
+	// the API at APIServiceIP:443 and get a Kubeconfig that says so.
+	APIServer, APIServiceIP string
 }
 
 // Node is a running process node.
@@ -80,20 +87,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Client == nil || cfg.Dir == "" || cfg.Runners == nil {
 		return nil, errors.New("processnode: Client, Dir and Runners are required")
 	}
-	ips, err := claimIPBlock()
-	if err != nil {
-		return nil, err
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		ips.close()
 		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close() // virtual-kubelet listens itself; the port was free a moment ago
 	tlsCfg, err := kubeletTLS(cfg.ClientCA)
 	if err != nil {
-		ips.close()
 		return nil, err
 	}
 	_, portStr, _ := net.SplitHostPort(addr)
@@ -103,11 +104,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cfg.Client.CoreV1().Events("")})
 	runCtx, cancel := context.WithCancel(context.Background())
 	p := &Provider{
-		cfg: cfg, runners: cfg.Runners, ips: ips, ctx: runCtx, started: time.Now(),
+		cfg: cfg, runners: cfg.Runners, ctx: runCtx, started: time.Now(),
 		pods:     map[string]*podRun{},
 		recorder: eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "sandboxtest-process-node", Host: cfg.Name}),
 	}
-	p.setUpIsolation()
+	if err := p.setUpIsolation(); err != nil {
+		cancel()
+		eb.Shutdown()
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	vk, err := nodeutil.NewNode(cfg.Name,
 		func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
@@ -128,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		cancel()
 		eb.Shutdown()
-		ips.close()
+		p.closeNetwork()
 		return nil, fmt.Errorf("processnode: %w", err)
 	}
 	n := &Node{Provider: p, Addr: addr, vk: vk, cancel: cancel, events: eb}
@@ -137,7 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.Stop()
 		return nil, fmt.Errorf("processnode: node %s did not become ready: %w", cfg.Name, err)
 	}
-	fmt.Fprintf(cfg.Log, "sandboxtest: node %s ready (kubelet API https://%s, pod addresses 127.%d.0.0/16)\n", cfg.Name, addr, ips.block)
+	fmt.Fprintf(cfg.Log, "sandboxtest: node %s ready (kubelet API https://%s, pod addresses %s)\n", cfg.Name, addr, p.ips.cidr)
 	return n, nil
 }
 
@@ -151,15 +156,16 @@ func (n *Node) Stop() {
 	case <-time.After(10 * time.Second):
 	}
 	n.events.Shutdown()
-	n.Provider.ips.close()
+	n.Provider.closeNetwork()
 	if n.Provider.limits != nil {
 		n.Provider.limits.close()
 	}
 }
 
 // setUpIsolation decides once how this node's pods run, and says so: in
-// namespaces when the machine allows, with the limits it can apply.
-func (p *Provider) setUpIsolation() {
+// namespaces when the machine allows, with the limits it can apply, on a
+// network of their own; else on loopback addresses of the host.
+func (p *Provider) setUpIsolation() error {
 	if unisolated() {
 		msg := fmt.Sprintf("sandboxtest: WARNING: %s is set: pods on node %s run WITHOUT isolation, as %s in your filesystem; "+
 			"code under test can read and delete your files. Unset it to run every pod in its own namespaces.\n",
@@ -168,7 +174,7 @@ func (p *Provider) setUpIsolation() {
 		if p.cfg.Log != io.Writer(os.Stderr) {
 			fmt.Fprint(p.cfg.Log, msg)
 		}
-		return
+		return p.useLoopback()
 	}
 	p.isolated = true
 	if err := podinit.Check(); err != nil {
@@ -177,14 +183,29 @@ func (p *Provider) setUpIsolation() {
 			"kernel.unprivileged_userns_clone=1 on older Debian, user.max_user_namespaces>0), or use Kind (sandboxtest-setup kind create), "+
 			"or run pods unconfined with %s=1 (not recommended)", currentUser(), err, UnisolatedEnv)
 		fmt.Fprintf(p.cfg.Log, "%v\n", p.sandboxErr)
-		return
+		return p.useLoopback()
+	}
+	if err := p.startNetwork(); err != nil {
+		return fmt.Errorf("processnode: starting the pod network: %w", err)
 	}
 	pids := p.cfg.PodPidsLimit
 	if pids <= 0 {
 		pids = DefaultPodPidsLimit
 	}
 	p.limits = newLimiter(pids)
-	fmt.Fprintf(p.cfg.Log, "sandboxtest: node %s: each pod in its own user, mount, PID, IPC and UTS namespaces; limits: %s\n", p.cfg.Name, p.limits.about)
+	fmt.Fprintf(p.cfg.Log, "sandboxtest: node %s: each pod in its own user, mount, PID, IPC, UTS and network namespaces "+
+		"(pod network %s, no route to the host); limits: %s\n", p.cfg.Name, p.ips.cidr, p.limits.about)
+	return nil
+}
+
+// useLoopback gives pods addresses of the host's loopback network.
+func (p *Provider) useLoopback() error {
+	ips, err := claimLoopbackBlock()
+	if err != nil {
+		return err
+	}
+	p.ips = ips
+	return nil
 }
 
 func unisolated() bool {

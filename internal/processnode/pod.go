@@ -151,7 +151,7 @@ func (r *podRun) startContainer(ctx context.Context, runner Runner, c *container
 	inst, err := runner.Start(ctx, &Container{
 		Pod: r.pod, Spec: c.spec, PodIP: r.ip, Dir: c.workDir,
 		Env: c.env, Log: &appendFile{path: c.logPath}, LogPath: c.logPath,
-		Kubeconfig: r.p.cfg.Kubeconfig, Sandbox: r.sb, Isolated: r.p.isolated,
+		Kubeconfig: r.p.kubeconfigForPods(), Sandbox: r.sb, Isolated: r.p.isolated,
 	})
 	if err != nil {
 		return nil, err

@@ -3,7 +3,6 @@ package processnode
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -119,7 +118,7 @@ func (r *podRun) runProbe(ctx context.Context, c *containerRun, probe *corev1.Pr
 		for _, h := range g.HTTPHeaders {
 			req.Header.Add(h.Name, h.Value)
 		}
-		resp, err := probeClient.Do(req)
+		resp, err := r.p.probeClient().Do(req)
 		if err != nil {
 			return err
 		}
@@ -133,7 +132,7 @@ func (r *podRun) runProbe(ctx context.Context, c *containerRun, probe *corev1.Pr
 		if err != nil {
 			return err
 		}
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(port)))
+		conn, err := r.p.dial(ctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(port)))
 		if err != nil {
 			return err
 		}
@@ -153,20 +152,13 @@ func (r *podRun) runProbe(ctx context.Context, c *containerRun, probe *corev1.Pr
 		}
 		return nil
 	case probe.GRPC != nil:
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(int(probe.GRPC.Port))))
+		conn, err := r.p.dial(ctx, "tcp", net.JoinHostPort(r.ip, strconv.Itoa(int(probe.GRPC.Port))))
 		if err != nil {
 			return err
 		}
 		return conn.Close() // a listening port; the gRPC health protocol is not spoken here
 	}
 	return nil
-}
-
-var probeClient = &http.Client{
-	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true},
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	},
 }
 
 // resolvePort turns a number or a named container port into a number.

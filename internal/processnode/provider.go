@@ -3,6 +3,8 @@ package processnode
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +15,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
 )
 
 const loopbackHostIP = "127.0.0.1"
@@ -22,8 +26,14 @@ const loopbackHostIP = "127.0.0.1"
 type Provider struct {
 	cfg      Config
 	runners  *Registry
-	ips      *ipBlock
+	ips      *addrPool
 	recorder record.EventRecorder
+
+	net           *podinit.Network // nil: pods share the host's network
+	apiForward    net.Listener     // the API server, for pods
+	podKubeconfig string           // the kubeconfig pods get, with the server they reach
+	probeOnce     sync.Once
+	probeHTTP     *http.Client
 
 	ctx     context.Context // ends when the node stops
 	started time.Time
@@ -260,8 +270,8 @@ func (p *Provider) event(pod *corev1.Pod, typ, reason, msg string) {
 	}
 }
 
-// Pids lists the host processes of this node's pods: each pod's init,
-// whose end ends every process of the pod.
+// Pids lists the host processes of this node's pods: the cluster network's
+// helper and each pod's init, whose end ends every process of the pod.
 func (p *Provider) Pids() []int {
 	p.mu.Lock()
 	runs := make([]*podRun, 0, len(p.pods))
@@ -270,6 +280,9 @@ func (p *Provider) Pids() []int {
 	}
 	p.mu.Unlock()
 	var pids []int
+	if p.net != nil {
+		pids = append(pids, p.net.Pid())
+	}
 	for _, r := range runs {
 		r.mu.Lock()
 		if r.sb != nil {

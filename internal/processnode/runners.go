@@ -65,8 +65,10 @@ func (r routerRunner) Start(_ context.Context, c *Container) (Instance, error) {
 		"--http-bind-address", net.JoinHostPort(c.PodIP, "8080"),
 		"--health-probe-bind-address", net.JoinHostPort(c.PodIP, "8081"),
 		"--metrics-bind-address", net.JoinHostPort(c.PodIP, "9090"),
-		"--allow-loopback-pod-ip",
 	)
+	if !c.Isolated {
+		args = append(args, "--allow-loopback-pod-ip") // sandboxes are on the host's loopback then
+	}
 	env := append(append([]string{}, c.Env...), "KUBECONFIG="+kubeconfig)
 	return startInPod(c, podinit.Process{Argv: args, Env: env, Dir: c.Dir})
 }

@@ -209,7 +209,7 @@ func TestRouterRunnerArgsAndStop(t *testing.T) {
 		"--http-bind-address", ip + ":8080",
 		"--health-probe-bind-address", ip + ":8081",
 		"--metrics-bind-address", ip + ":9090",
-		"--allow-loopback-pod-ip",
+		// no --allow-loopback-pod-ip: isolated sandboxes have cluster addresses
 	}
 	assert.Check(t, is.DeepEqual(args, want))
 	assert.Check(t, is.Contains(log, "pwd=/\n"))

@@ -109,7 +109,7 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 	var err error
 	var uid, gid int64
 	for i, c := range r.containers {
-		im := p.imageOf(&Container{Pod: r.pod, Spec: c.spec, PodIP: r.ip, Kubeconfig: p.cfg.Kubeconfig})
+		im := p.imageOf(&Container{Pod: r.pod, Spec: c.spec, PodIP: r.ip, Kubeconfig: p.kubeconfigForPods()})
 		if i == 0 {
 			uid, gid = sandboxUser(r.pod, im)
 		}
@@ -187,7 +187,14 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 		}
 	}
 	var stderr bytes.Buffer
-	sb, err := podinit.Start(cfg, place, &stderr)
+	var sb *podinit.Sandbox
+	if p.net != nil {
+		ones, _ := p.net.CIDR().Mask.Size()
+		cfg.Net = &podinit.PodNet{IP: r.ip, PrefixLen: ones, Gateway: p.net.Gateway().String()}
+		sb, err = p.net.Start(cfg, place, &stderr)
+	} else {
+		sb, err = podinit.Start(cfg, place, &stderr)
+	}
 	if err != nil {
 		if s := strings.TrimSpace(stderr.String()); s != "" {
 			err = fmt.Errorf("%w: %s", err, s)

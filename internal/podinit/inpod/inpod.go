@@ -45,8 +45,28 @@ type Config struct {
 	// Mounts are the writable working directory, volumes and files an image
 	// would bring, mounted in order after the system directories.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// Net is the pod's address on the cluster network, which sets it up
+	// before the init starts (podinit.Network.Start).
+	Net *PodNet `json:"net,omitempty"`
 	// PidsLimit, when > 0, is set as RLIMIT_NPROC for every process of the pod.
 	PidsLimit int `json:"pidsLimit,omitempty"`
+}
+
+// PodNet is a pod's address on the cluster network.
+type PodNet struct {
+	IP        string `json:"ip"`
+	PrefixLen int    `json:"prefixLen"`
+	Gateway   string `json:"gateway"` // the bridge: the pod's default route
+}
+
+// NetworkConfig configures a cluster network (podinit.StartNetwork).
+type NetworkConfig struct {
+	// CIDR is the pod network; its first address is the bridge's, the
+	// pods' default gateway.
+	CIDR string `json:"cidr"`
+	// LocalAddrs are extra addresses of the cluster namespace itself, where
+	// listeners opened through Listen can serve pods (a Service IP, say).
+	LocalAddrs []string `json:"localAddrs,omitempty"`
 }
 
 func init() {

@@ -21,6 +21,11 @@ const (
 	OpConfig = "config" // Config; answered by OpReady or OpError
 	OpExec   = "exec"   // start a process; three fds (stdin, stdout, stderr)
 	OpSignal = "signal" // signal a started process's group
+
+	// to the cluster network (package podinit), which speaks this protocol too
+	OpSpawn  = "spawn"  // start a pod init; its socket and stderr ride along
+	OpDial   = "dial"   // connect inside; the socket comes back
+	OpListen = "listen" // listen inside; the socket comes back
 )
 
 // Reply ops (init → node).
@@ -36,7 +41,13 @@ type Message struct {
 	ID  int    `json:"id,omitempty"`
 	Pid int    `json:"pid,omitempty"`
 
-	Config *Config `json:"config,omitempty"`
+	Config *Config        `json:"config,omitempty"`
+	Net    *NetworkConfig `json:"net,omitempty"`
+
+	// OpDial, OpListen
+	Network   string `json:"network,omitempty"`
+	Addr      string `json:"addr,omitempty"`
+	TimeoutMS int64  `json:"timeoutMS,omitempty"`
 
 	// OpExec
 	Argv []string `json:"argv,omitempty"`

@@ -1,0 +1,541 @@
+package podinit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit/inpod"
+	"github.com/agentsandbox/go-sandboxtest/internal/proc"
+)
+
+// A cluster network is a helper process, re-executed from this binary, in
+// user and network namespaces of its own: it holds a bridge for the pod
+// CIDR, and starts every pod init, so each pod's namespaces nest inside the
+// cluster's and the helper may move a veth end into them. Nothing of it is
+// visible in the host's network. The node reaches pods through it: the
+// helper dials (or listens) inside and hands the socket back, which then
+// works from the host like any other.
+
+const bridgeName = "sbt0"
+
+// Network is the node's handle on a running cluster network.
+type Network struct {
+	cmd     *exec.Cmd
+	c       *inpod.Conn
+	done    chan struct{}
+	gateway net.IP
+	cidr    *net.IPNet
+
+	mu      sync.Mutex
+	nextID  int
+	waiting map[int]chan netReply
+	ended   map[int]func(error) // spawned inits, by request id
+	err     error
+}
+
+type netReply struct {
+	m     inpod.Message
+	files []*os.File
+}
+
+// StartNetwork starts the cluster network's helper and waits until its
+// bridge is up. It ends with this process.
+func StartNetwork(cfg NetworkConfig) (*Network, error) {
+	_, cidr, err := net.ParseCIDR(cfg.CIDR)
+	if err != nil || cidr.IP.To4() == nil {
+		return nil, fmt.Errorf("podinit: pod CIDR %q is not an IPv4 CIDR", cfg.CIDR)
+	}
+	if ones, _ := cidr.Mask.Size(); ones > 30 {
+		return nil, fmt.Errorf("podinit: pod CIDR %s is too small", cfg.CIDR)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("podinit: socketpair: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(pair[0]), "cluster-net"), os.NewFile(uintptr(pair[1]), "cluster-net")
+	defer theirs.Close()
+	root := os.Getuid() == 0
+	n := &Network{
+		c: inpod.NewConn(ours), done: make(chan struct{}), cidr: cidr, gateway: nthIP(cidr, 1),
+		waiting: map[int]chan netReply{}, ended: map[int]func(error){},
+	}
+	n.cmd = &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{roleClusterNet},
+		Env:        []string{},
+		ExtraFiles: []*os.File{theirs},
+		Stderr:     os.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Pdeathsig:                  syscall.SIGKILL,
+			Setsid:                     true,
+			Cloneflags:                 unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
+			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+			GidMappingsEnableSetgroups: root,
+			Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !root},
+		},
+	}
+	if err := proc.StartLocked(n.cmd, n.exited); err != nil {
+		ours.Close()
+		return nil, fmt.Errorf("podinit: starting the cluster network: %w", err)
+	}
+	theirs.Close()
+	if err := n.c.Send(inpod.Message{Op: inpod.OpConfig, Net: &cfg}); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("podinit: configuring the cluster network: %w", err)
+	}
+	m, _, err := n.c.Recv()
+	if err != nil || m.Op != inpod.OpReady {
+		n.Close()
+		if err == nil {
+			err = errors.New(m.Error)
+		}
+		return nil, fmt.Errorf("podinit: setting up the cluster network: %w", err)
+	}
+	go n.readLoop()
+	return n, nil
+}
+
+// Gateway is the bridge's address, the pods' default route.
+func (n *Network) Gateway() net.IP { return n.gateway }
+
+// CIDR is the pod network.
+func (n *Network) CIDR() *net.IPNet { return n.cidr }
+
+// Pid is the helper's host pid.
+func (n *Network) Pid() int { return n.cmd.Process.Pid }
+
+// Close ends the helper and with it every pod init it started. Idempotent.
+func (n *Network) Close() {
+	_ = n.cmd.Process.Kill()
+	<-n.done
+}
+
+func (n *Network) exited(err error) {
+	n.mu.Lock()
+	if err == nil {
+		err = errors.New("the cluster network ended")
+	}
+	n.err = err
+	for id, ch := range n.waiting {
+		ch <- netReply{m: inpod.Message{Op: inpod.OpError, Error: fmt.Sprintf("the cluster network ended (%v)", err)}}
+		delete(n.waiting, id)
+	}
+	// Its inits died with it (Pdeathsig).
+	ended := n.ended
+	n.ended = map[int]func(error){}
+	n.mu.Unlock()
+	for _, f := range ended {
+		f(fmt.Errorf("the cluster network ended (%v)", err))
+	}
+	close(n.done)
+}
+
+func (n *Network) readLoop() {
+	for {
+		m, files, err := n.c.Recv()
+		if err != nil {
+			return // the helper ended; exited() tells the waiters
+		}
+		n.mu.Lock()
+		if m.Op == inpod.OpExited {
+			if f, ok := n.ended[m.ID]; ok {
+				delete(n.ended, m.ID)
+				n.mu.Unlock()
+				var err error
+				if m.Error != "" {
+					err = errors.New(m.Error)
+				}
+				f(err)
+				inpod.CloseAll(files)
+				continue
+			}
+		}
+		ch, ok := n.waiting[m.ID]
+		delete(n.waiting, m.ID)
+		n.mu.Unlock()
+		if ok {
+			ch <- netReply{m: m, files: files}
+		} else {
+			inpod.CloseAll(files)
+		}
+	}
+}
+
+// call sends a request and waits for its answer. ended, when set, is
+// called with the exit of the init a spawn request starts.
+func (n *Network) call(ctx context.Context, m inpod.Message, ended func(error), files ...*os.File) (netReply, error) {
+	ch := make(chan netReply, 1)
+	n.mu.Lock()
+	if n.err != nil {
+		n.mu.Unlock()
+		return netReply{}, fmt.Errorf("podinit: the cluster network ended (%v)", n.err)
+	}
+	n.nextID++
+	m.ID = n.nextID
+	n.waiting[m.ID] = ch
+	if ended != nil {
+		n.ended[m.ID] = ended
+	}
+	n.mu.Unlock()
+	if err := n.c.Send(m, files...); err != nil {
+		n.forget(m.ID)
+		return netReply{}, fmt.Errorf("podinit: cluster network: %w", err)
+	}
+	select {
+	case r := <-ch:
+		if r.m.Op == inpod.OpError {
+			inpod.CloseAll(r.files)
+			return r, errors.New(r.m.Error)
+		}
+		return r, nil
+	case <-ctx.Done():
+		n.forget(m.ID)
+		return netReply{}, ctx.Err()
+	}
+}
+
+func (n *Network) forget(id int) {
+	n.mu.Lock()
+	delete(n.waiting, id)
+	delete(n.ended, id)
+	n.mu.Unlock()
+}
+
+// DialContext connects to addr ("tcp", host:port) from inside the cluster
+// network: how the node reaches pods for port-forwards, probes and proxies.
+func (n *Network) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	r, err := n.call(ctx, inpod.Message{Op: inpod.OpDial, Network: network, Addr: addr, TimeoutMS: time.Until(deadline).Milliseconds()}, nil)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: stringAddr(addr), Err: err}
+	}
+	return fileConn(r.files)
+}
+
+// Listen opens a listener inside the cluster network (on the bridge's
+// address or one of the LocalAddrs); connections from pods are accepted
+// from the host.
+func (n *Network) Listen(network, addr string) (net.Listener, error) {
+	r, err := n.call(context.Background(), inpod.Message{Op: inpod.OpListen, Network: network, Addr: addr}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("podinit: listening on %s in the cluster network: %w", addr, err)
+	}
+	if len(r.files) != 1 {
+		inpod.CloseAll(r.files)
+		return nil, fmt.Errorf("podinit: listening on %s: no socket came back", addr)
+	}
+	defer r.files[0].Close()
+	return net.FileListener(r.files[0])
+}
+
+func fileConn(files []*os.File) (net.Conn, error) {
+	if len(files) != 1 {
+		inpod.CloseAll(files)
+		return nil, errors.New("podinit: no socket came back from the cluster network")
+	}
+	defer files[0].Close()
+	return net.FileConn(files[0])
+}
+
+type stringAddr string
+
+func (a stringAddr) Network() string { return "tcp" }
+func (a stringAddr) String() string  { return string(a) }
+
+// Start starts a pod init on the cluster network: the helper clones it in
+// new namespaces, network included, moves the pod's end of a veth pair
+// (eth0) into it and gives it cfg.Net's address, before the init reads cfg.
+func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+	if cfg.Net == nil || !cfg.Isolated {
+		return nil, errors.New("podinit: a pod on the cluster network needs Net and Isolated")
+	}
+	return startInit(cfg, place, func(conn *os.File, ended func(error)) (launched, error) {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return launched{}, err
+		}
+		go func() { _, _ = io.Copy(stderr, pr); pr.Close() }()
+		defer pw.Close()
+		req := inpod.Message{Op: inpod.OpSpawn, Argv: []string{inpod.RoleInit, cfg.Hostname}, Config: &Config{UID: cfg.UID, GID: cfg.GID, Hostname: cfg.Hostname, Net: cfg.Net}}
+		r, err := n.call(context.Background(), req, ended, conn, pw)
+		if err != nil {
+			return launched{}, err
+		}
+		id := r.m.ID
+		return launched{pid: r.m.Pid, kill: func() { n.killPod(id) }}, nil
+	})
+}
+
+func (n *Network) killPod(id int) {
+	_ = n.c.Send(inpod.Message{Op: inpod.OpSignal, ID: id, Signal: int(syscall.SIGKILL)})
+}
+
+// nthIP is the n-th address of the network.
+func nthIP(cidr *net.IPNet, i uint32) net.IP {
+	b := cidr.IP.To4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += i
+	return net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v)).To4()
+}
+
+// The helper's side.
+
+type netHelper struct {
+	c      *inpod.Conn
+	bridge netlink.Link
+
+	mu    sync.Mutex
+	inits map[int]*exec.Cmd // by request id
+}
+
+func runClusterNet() error {
+	syscall.CloseOnExec(3)
+	c := inpod.NewConn(os.NewFile(3, "node"))
+	m, _, err := c.Recv()
+	if err != nil {
+		return fmt.Errorf("reading the config: %w", err)
+	}
+	if m.Op != inpod.OpConfig || m.Net == nil {
+		return fmt.Errorf("expected the network config, got %q", m.Op)
+	}
+	h := &netHelper{c: c, inits: map[int]*exec.Cmd{}}
+	if err := h.setup(*m.Net); err != nil {
+		_ = c.Send(inpod.Message{Op: inpod.OpError, Error: err.Error()})
+		return err
+	}
+	if err := c.Send(inpod.Message{Op: inpod.OpReady}); err != nil {
+		return err
+	}
+	for {
+		m, files, err := c.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // the node is gone; Pdeathsig ends the inits
+			}
+			return err
+		}
+		switch m.Op {
+		case inpod.OpSpawn:
+			// Not inline: creating a network namespace can wait on the
+			// kernel tearing down others, and dials must not queue behind it.
+			go h.spawn(m, files)
+		case inpod.OpDial:
+			go h.dial(m)
+		case inpod.OpListen:
+			h.listen(m)
+		case inpod.OpSignal:
+			h.mu.Lock()
+			cmd := h.inits[m.ID]
+			h.mu.Unlock()
+			if cmd != nil {
+				_ = cmd.Process.Signal(syscall.Signal(m.Signal))
+			}
+		}
+		if m.Op != inpod.OpSpawn {
+			inpod.CloseAll(files)
+		}
+	}
+}
+
+// setup brings up lo and the bridge with the CIDR's first address.
+func (h *netHelper) setup(cfg NetworkConfig) error {
+	_, cidr, err := net.ParseCIDR(cfg.CIDR)
+	if err != nil {
+		return err
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	for _, a := range cfg.LocalAddrs {
+		ip := net.ParseIP(a)
+		if ip == nil {
+			return fmt.Errorf("local address %q is not an IP", a)
+		}
+		if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}}); err != nil {
+			return fmt.Errorf("adding %s: %w", a, err)
+		}
+	}
+	// A fixed address: a bridge without one takes the lowest of its ports'
+	// and changes it as pods come and go, while the pods' ARP caches keep
+	// the old one and their answers to the node get lost for seconds.
+	mac := net.HardwareAddr{0x02, 0x53, 0x42, 0x54, 0x00, 0x01} // locally administered
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName, HardwareAddr: mac}}
+	if err := netlink.LinkAdd(br); err != nil {
+		return fmt.Errorf("creating bridge %s: %w", bridgeName, err)
+	}
+	gw := nthIP(cidr, 1)
+	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: &net.IPNet{IP: gw, Mask: cidr.Mask}}); err != nil {
+		return fmt.Errorf("adding %s to the bridge: %w", gw, err)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return fmt.Errorf("bridge up: %w", err)
+	}
+	h.bridge = br
+	return nil
+}
+
+// spawn clones a pod init in new namespaces (fd 3: its socket to the node,
+// fd 2: its stderr) and plugs it into the bridge.
+func (h *netHelper) spawn(m inpod.Message, files []*os.File) {
+	defer inpod.CloseAll(files)
+	fail := func(err error) { _ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: err.Error()}) }
+	if len(files) != 2 || m.Config == nil || m.Config.Net == nil {
+		fail(errors.New("spawn: want a config with the pod's address, the init's socket and its stderr"))
+		return
+	}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        m.Argv,
+		Env:         []string{},
+		ExtraFiles:  []*os.File{files[0]},
+		Stderr:      files[1],
+		SysProcAttr: sysProcAttr(true, m.Config.UID, m.Config.GID, unix.CLONE_NEWNET),
+	}
+	id := m.ID
+	if err := proc.StartLocked(cmd, func(err error) {
+		h.mu.Lock()
+		delete(h.inits, id)
+		h.mu.Unlock()
+		reply := inpod.Message{Op: inpod.OpExited, ID: id}
+		if err != nil {
+			reply.Error = err.Error()
+		}
+		_ = h.c.Send(reply)
+	}); err != nil {
+		fail(err)
+		return
+	}
+	h.mu.Lock()
+	h.inits[id] = cmd
+	h.mu.Unlock()
+	pid := cmd.Process.Pid
+	veth := &netlink.Veth{
+		// Named by request, not pid: a dead pod's veth may linger while the
+		// kernel tears its namespace down, and pids are reused.
+		LinkAttrs:     netlink.LinkAttrs{Name: fmt.Sprintf("sbt%d", id), MasterIndex: h.bridge.Attrs().Index},
+		PeerName:      "eth0",
+		PeerNamespace: netlink.NsPid(pid),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		_ = cmd.Process.Kill()
+		fail(fmt.Errorf("creating the pod's veth pair: %w", err))
+		return
+	}
+	if err := netlink.LinkSetUp(veth); err != nil {
+		_ = cmd.Process.Kill()
+		fail(fmt.Errorf("bringing up %s: %w", veth.Name, err))
+		return
+	}
+	if err := configurePod(pid, m.Config.Net); err != nil {
+		_ = cmd.Process.Kill()
+		fail(err)
+		return
+	}
+	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: id, Pid: pid})
+}
+
+func (h *netHelper) dial(m inpod.Message) {
+	d := net.Dialer{Timeout: time.Duration(m.TimeoutMS) * time.Millisecond}
+	conn, err := d.Dial(m.Network, m.Addr)
+	if err != nil {
+		_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: unwrapOpError(err).Error()})
+		return
+	}
+	defer conn.Close()
+	f, err := conn.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: err.Error()})
+		return
+	}
+	defer f.Close()
+	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: m.ID}, f)
+}
+
+func (h *netHelper) listen(m inpod.Message) {
+	ln, err := net.Listen(m.Network, m.Addr)
+	if err != nil {
+		_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: err.Error()})
+		return
+	}
+	defer ln.Close()
+	f, err := ln.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: err.Error()})
+		return
+	}
+	defer f.Close()
+	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: m.ID}, f)
+}
+
+// unwrapOpError keeps the cause ("connection refused") without the helper's
+// view of the addresses, which the node's own OpError repeats.
+func unwrapOpError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// configurePod sets up the pod's side from here, through a netlink socket
+// opened in the pod's network namespace (so the init needs no network code):
+// lo and eth0 up, the pod's address, the default route through the bridge.
+func configurePod(pid int, pn *PodNet) error {
+	ip, gw := net.ParseIP(pn.IP), net.ParseIP(pn.Gateway)
+	if ip == nil || gw == nil {
+		return fmt.Errorf("bad pod address %q or gateway %q", pn.IP, pn.Gateway)
+	}
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		return fmt.Errorf("opening the pod's network namespace: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in the pod's network namespace: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	eth, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("the pod's eth0: %w", err)
+	}
+	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(pn.PrefixLen, 32)}}); err != nil {
+		return fmt.Errorf("adding %s to eth0: %w", pn.IP, err)
+	}
+	if err := h.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("eth0 up: %w", err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+		return fmt.Errorf("default route via %s: %w", pn.Gateway, err)
+	}
+	return nil
+}
