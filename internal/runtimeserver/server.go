@@ -7,6 +7,7 @@ package runtimeserver
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,17 @@ import (
 // DefaultExecTimeout is upstream's SANDBOX_EXEC_TIMEOUT_SECONDS default.
 const DefaultExecTimeout = 300 * time.Second
 
+// Request body limits. Upstream accepts any size; these bound what a caller
+// can make the server hold.
+const (
+	// maxExecuteBody is far above what a command line can be (Linux's
+	// ARG_MAX is 2 MiB with the default stack limit), JSON escaping included.
+	maxExecuteBody = 8 << 20
+	// maxUploadBody is the upstream Go SDK's MaxUploadSize (256 MB) plus
+	// room for the multipart framing around the file.
+	maxUploadBody = 256<<20 + 1<<20
+)
+
 // Server serves the runtime API. The zero value is not usable: Root must be
 // set. A Server must not be copied after first use.
 type Server struct {
@@ -29,6 +41,8 @@ type Server struct {
 	ExecTimeout time.Duration // default 300s (upstream SANDBOX_EXEC_TIMEOUT_SECONDS)
 	Env         []string      // environment for executed commands (nil: os.Environ())
 	Log         io.Writer     // access log, one line per request (nil: discard)
+
+	uploadLimit int64 // maxUploadBody when 0; tests lower it
 
 	mu      sync.Mutex
 	closed  bool
@@ -57,16 +71,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	case "/execute":
-		if allow(w, r, http.MethodPost) {
+		if allow(w, r, http.MethodPost) && accept(w, r, "application/json", maxExecuteBody) {
 			s.handleExecute(w, r)
 		}
 		return
 	case "/upload":
-		if allow(w, r, http.MethodPost) {
+		if allow(w, r, http.MethodPost) && accept(w, r, "multipart/form-data", cmp.Or(s.uploadLimit, maxUploadBody)) {
 			s.handleUpload(w, r)
 		}
 		return
 	}
+	// The remaining routes read no body.
+	r.Body = http.MaxBytesReader(w, r.Body, 0)
 	for _, rt := range []struct {
 		prefix string
 		handle func(http.ResponseWriter, *http.Request, string)
@@ -110,8 +126,38 @@ func allow(w http.ResponseWriter, r *http.Request, method string) bool {
 	return false
 }
 
+// accept checks the media type of a POST and bounds its body. Requiring
+// application/json on /execute keeps web pages out: a browser sends a
+// cross-origin POST without asking the server first only for text/plain,
+// urlencoded or multipart bodies. It answers 415 or 413 and returns false
+// when the request is refused.
+func accept(w http.ResponseWriter, r *http.Request, mediaType string, limit int64) bool {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != mediaType {
+		writeJSON(w, http.StatusUnsupportedMediaType, detail(fmt.Sprintf(
+			"Unsupported Content-Type %q: %s takes %s", ct, r.URL.EscapedPath(), mediaType)))
+		return false
+	}
+	if r.ContentLength > limit {
+		tooLarge(w, r, limit)
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	return true
+}
+
+func tooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
+	writeJSON(w, http.StatusRequestEntityTooLarge, detail(fmt.Sprintf(
+		"Request body too large: %s takes at most %d bytes", r.URL.EscapedPath(), limit)))
+}
+
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
-	cmd, problem := decodeExecuteRequest(r.Body)
+	raw, err := io.ReadAll(r.Body)
+	if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+		tooLarge(w, r, tooBig.Limit)
+		return
+	}
+	cmd, problem := decodeExecuteRequest(raw, err)
 	if problem != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{problem}})
 		return
@@ -124,15 +170,16 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// decodeExecuteRequest validates the body like FastAPI/pydantic would for
-// ExecuteRequest{command: str}, returning a pydantic-style error on failure.
-func decodeExecuteRequest(body io.Reader) (string, map[string]any) {
-	raw, err := io.ReadAll(body)
-	if err != nil {
-		return "", map[string]any{"type": "json_invalid", "loc": []any{"body", 0}, "msg": "JSON decode error", "input": map[string]any{}, "ctx": map[string]any{"error": err.Error()}}
-	}
+// decodeExecuteRequest validates the body (or its read error) like
+// FastAPI/pydantic would for ExecuteRequest{command: str}, returning a
+// pydantic-style error on failure.
+func decodeExecuteRequest(raw []byte, readErr error) (string, map[string]any) {
 	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+	err := readErr
+	if err == nil {
+		err = json.Unmarshal(raw, &v)
+	}
+	if err != nil {
 		return "", map[string]any{"type": "json_invalid", "loc": []any{"body", 0}, "msg": "JSON decode error", "input": map[string]any{}, "ctx": map[string]any{"error": err.Error()}}
 	}
 	obj, ok := v.(map[string]any)
@@ -155,8 +202,9 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	// 32 MB) before the target is opened, so a broken upload never
 	// truncates an existing file.
 	if err := r.ParseMultipartForm(32 << 20); err != nil {
-		if errors.Is(err, http.ErrNotMultipart) {
-			writeJSON(w, http.StatusUnprocessableEntity, missingFile())
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			tooLarge(w, r, tooBig.Limit)
 		} else {
 			writeJSON(w, http.StatusBadRequest, detail("There was an error parsing the body"))
 		}
