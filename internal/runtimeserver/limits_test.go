@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/runtime"
 )
 
 // A web page can POST text/plain (or urlencoded, or multipart) to any
@@ -113,5 +115,66 @@ func TestUploadTooLargeFromContentLength(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), fmt.Sprint(maxUploadBody)) {
 		t.Errorf("got %d %s, want 413 naming the limit", resp.StatusCode, body)
+	}
+}
+
+// checkTruncated checks one stream of a truncated answer: it starts with
+// want's beginning, ends with the marker line and fits in limit once
+// encoded as writeJSON does.
+func checkTruncated(t *testing.T, name, got, prefixOf string, limit int) {
+	t.Helper()
+	enc, _ := json.Marshal(got)
+	if len(enc)-2 > limit {
+		t.Errorf("%s: %d bytes encoded, over the %d limit", name, len(enc)-2, limit)
+	}
+	i := strings.LastIndex(got, "[runtimeserver: "+name+" truncated here")
+	if i < 0 || !strings.HasSuffix(got, "]\n") || (i > 0 && got[i-1] != '\n') {
+		t.Fatalf("%s: no marker line at the end: ...%q", name, got[max(0, len(got)-300):])
+	}
+	if kept := got[:i]; !strings.HasPrefix(prefixOf, strings.TrimSuffix(kept, "\n")) || len(kept) < limit/10 {
+		t.Errorf("%s: kept %d bytes that are not the output's beginning: %q...", name, len(kept), kept[:min(len(kept), 100)])
+	}
+}
+
+func TestExecuteOutputTruncated(t *testing.T) {
+	const limit = 1000
+	_, ts, _ := newTestServer(t, func(s *Server) { s.streamLimit = limit })
+	// stdout: plain text; stderr: NUL bytes and invalid UTF-8, which
+	// take six bytes each in JSON.
+	res := execute(t, ts.URL, `sh -c 'yes 0123456789 | head -c 5000; head -c 3000 /dev/zero | tr "\000" "\377" >&2; exit 4'`)
+	if res.ExitCode != 4 {
+		t.Errorf("exit code %d, want 4", res.ExitCode)
+	}
+	checkTruncated(t, "stdout", res.Stdout, strings.Repeat("0123456789\n", 500), limit)
+	checkTruncated(t, "stderr", res.Stderr, strings.Repeat("\uFFFD", 3000), limit)
+	if !strings.Contains(res.Stdout, "wrote 5000 bytes") || !strings.Contains(res.Stderr, "wrote 3000 bytes") {
+		t.Errorf("the markers do not say how much was written: %q / %q", res.Stdout[len(res.Stdout)-150:], res.Stderr[len(res.Stderr)-150:])
+	}
+
+	// Output exactly at the limit is not cut.
+	res = execute(t, ts.URL, fmt.Sprintf(`sh -c 'head -c %d /dev/zero | tr "\000" x'`, limit))
+	if res.Stdout != strings.Repeat("x", limit) {
+		t.Errorf("%d bytes of output came back as %q", limit, res.Stdout)
+	}
+}
+
+// With the real limits, our client (internal/runtime, 64 MiB responses) gets
+// a truncated answer where it would otherwise have refused the response.
+func TestExecuteHugeOutputFitsTheClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("produces 2x31 MiB of output")
+	}
+	_, ts, _ := newTestServer(t, nil)
+	c := &runtime.Client{BaseURL: func() string { return ts.URL }}
+	const size = maxStreamJSON + 1<<20
+	res, err := c.Execute(context.Background(), runtime.Target{SandboxID: "sbx"},
+		fmt.Sprintf(`sh -c 'head -c %d /dev/zero | tr "\000" x; head -c %d /dev/zero | tr "\000" y >&2'`, size, size))
+	if err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	checkTruncated(t, "stdout", res.Stdout, strings.Repeat("x", size), maxStreamJSON)
+	checkTruncated(t, "stderr", res.Stderr, strings.Repeat("y", size), maxStreamJSON)
+	if res.ExitCode != 0 {
+		t.Errorf("exit code %d", res.ExitCode)
 	}
 }

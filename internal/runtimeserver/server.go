@@ -42,7 +42,9 @@ type Server struct {
 	Env         []string      // environment for executed commands (nil: os.Environ())
 	Log         io.Writer     // access log, one line per request (nil: discard)
 
-	uploadLimit int64 // maxUploadBody when 0; tests lower it
+	// Tests lower these; 0 means maxStreamJSON and maxUploadBody.
+	streamLimit int
+	uploadLimit int64
 
 	mu      sync.Mutex
 	closed  bool
