@@ -178,3 +178,39 @@ func TestExecuteHugeOutputFitsTheClient(t *testing.T) {
 		t.Errorf("exit code %d", res.ExitCode)
 	}
 }
+
+// A page that rebinds its own domain to the server's address sends that
+// domain as Host; the router sends the pod IP, a port-forward localhost.
+func TestHostHeader(t *testing.T) {
+	_, ts, _ := newTestServer(t, nil)
+	for host, want := range map[string]int{
+		"10.244.0.5:8888":                    http.StatusOK,
+		"127.0.0.1":                          http.StatusOK,
+		"[::1]:8888":                         http.StatusOK,
+		"localhost:8888":                     http.StatusOK,
+		"LOCALHOST.":                         http.StatusOK,
+		"sandbox-abc":                        http.StatusOK,
+		"sbx.default.svc":                    http.StatusOK,
+		"sbx.default.svc.cluster.local:8888": http.StatusOK,
+		"evil.example.com":                   http.StatusMisdirectedRequest,
+		"127.0.0.1.nip.io:8888":              http.StatusMisdirectedRequest,
+		"localhost.evil.com":                 http.StatusMisdirectedRequest,
+		"svc.evil.com":                       http.StatusMisdirectedRequest,
+	} {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/execute", strings.NewReader(`{"command": "true"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: got %d %s, want %d", host, resp.StatusCode, body, want)
+		}
+		if want != http.StatusOK && !strings.Contains(string(body), `"detail":"Host \"`+host) {
+			t.Errorf("Host %q: body %s does not name the host", host, body)
+		}
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -56,9 +58,36 @@ type Server struct {
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		s.route(rec, r)
+		if internalHost(r.Host) {
+			s.route(rec, r)
+		} else {
+			writeJSON(rec, http.StatusMisdirectedRequest, detail(fmt.Sprintf(
+				"Host %q is not served here: use the pod's IP address, localhost or a cluster-internal name", r.Host)))
+		}
 		s.logRequest(r, rec.status)
 	})
+}
+
+// internalHost reports whether a Host header is one the server answers to:
+// an IP address (the router sends the pod's), a single-label name, or a name
+// under a suffix nobody can register in public DNS (localhost, svc,
+// cluster.local, internal, test). A web page that rebinds its own domain to
+// the server's address still sends its domain, and is refused.
+func internalHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if _, err := netip.ParseAddr(host); err == nil || !strings.Contains(host, ".") {
+		return true // an empty Host (HTTP/1.0) too: browsers always send one
+	}
+	for _, suffix := range []string{".localhost", ".svc", ".cluster.local", ".internal", ".test"} {
+		if strings.HasSuffix(host, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // route dispatches on the escaped path so that an encoded '/' (%2F) inside a
