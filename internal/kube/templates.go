@@ -231,7 +231,13 @@ func yamlError(source string, doc document, err error) error {
 	line := doc.line
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
-		line = doc.line + n - 1
+		// At the end of the input the parser may name the line after the
+		// last one; keep the message within the file.
+		last := bytes.Count(doc.data, []byte("\n"))
+		if !bytes.HasSuffix(doc.data, []byte("\n")) {
+			last++
+		}
+		line = doc.line + min(n, max(last, 1)) - 1
 		msg = m[2]
 	} else if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
 		key := m[1][strings.LastIndex(m[1], ".")+1:] // the decoder may name a path: a.b.key

@@ -2,6 +2,7 @@ package runtimeserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,14 +11,19 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/shlex"
 )
 
-// maxStreamOutput bounds what is kept of each of stdout and stderr. Upstream
-// keeps everything, but here the server usually shares a process with the
-// rest of the tool, and the Go client refuses responses over 16 MB anyway.
-const maxStreamOutput = 64 << 20
+// maxStreamJSON bounds each of stdout and stderr as encoded in the response,
+// truncation marker included. Upstream keeps everything, so a huge output
+// makes the client refuse the whole answer; here both streams and the rest
+// of the JSON stay below internal/runtime's DefaultMaxResponseBytes (64 MiB),
+// so the caller gets what fits and a line saying it was cut. (The upstream
+// Go SDK refuses answers over 16 MB, whole 16 MiB outputs included, which
+// this project's own client and tests rely on.)
+const maxStreamJSON = 30 << 20
 
 var (
 	errClosed   = errors.New("sandbox runtime is closed")
@@ -65,7 +71,8 @@ func (s *Server) execute(ctx context.Context, command string) (execResult, error
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimedOut)
 	defer cancel()
 
-	var stdout, stderr capBuffer
+	limit := cmp.Or(s.streamLimit, maxStreamJSON)
+	stdout, stderr := capBuffer{max: limit}, capBuffer{max: limit}
 	cmd := &exec.Cmd{
 		Path:        path,
 		Args:        args,
@@ -95,7 +102,7 @@ func (s *Server) execute(ctx context.Context, command string) (execResult, error
 		return failed(fmt.Errorf("Command %q timed out after %v", command, timeout)), nil
 	}
 
-	res := execResult{Stdout: stdout.text(), Stderr: stderr.text()}
+	res := execResult{Stdout: stdout.text("stdout"), Stderr: stderr.text("stderr")}
 	var exitErr *exec.ExitError
 	switch {
 	case waitErr == nil:
@@ -108,9 +115,6 @@ func (s *Server) execute(ctx context.Context, command string) (execResult, error
 		}
 	default:
 		return failed(waitErr), nil
-	}
-	if n := stdout.dropped + stderr.dropped; n > 0 {
-		res.Stderr += fmt.Sprintf("\n[runtimeserver: output over %d bytes per stream was dropped (%d bytes)]\n", maxStreamOutput, n)
 	}
 	return res, nil
 }
@@ -191,24 +195,76 @@ func lookPath(name string, env []string, dir string) (string, error) {
 	return "", notFoundError(name)
 }
 
-// capBuffer keeps the first maxStreamOutput bytes and silently drops the
-// rest, so the command never sees a write error because of the cap.
+// capBuffer keeps the first max bytes and counts the rest, so the command
+// never sees a write error because of the cap.
 type capBuffer struct {
 	buf     bytes.Buffer
-	dropped int
+	max     int
+	written int64
 }
 
 func (b *capBuffer) Write(p []byte) (int, error) {
-	n := len(p)
-	if room := maxStreamOutput - b.buf.Len(); len(p) > room {
-		b.dropped += len(p) - room
-		p = p[:room]
+	b.written += int64(len(p))
+	if room := b.max - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(len(p), room)])
 	}
-	b.buf.Write(p)
-	return n, nil
+	return len(p), nil
 }
 
 // universalNewlines is what Python's text=True does to the output.
 var universalNewlines = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 
-func (b *capBuffer) text() string { return universalNewlines.Replace(b.buf.String()) }
+// text is the stream as the response carries it: newlines converted and, if
+// its JSON form would pass max bytes, cut at a character boundary and ended
+// with a marker line saying so.
+func (b *capBuffer) text(name string) string {
+	s := universalNewlines.Replace(b.buf.String())
+	if b.written == int64(b.buf.Len()) && jsonLen(s) <= b.max {
+		return s
+	}
+	marker := fmt.Sprintf("[runtimeserver: %s truncated here: the command wrote %d bytes, more than a response carries (%d per stream)]\n",
+		name, b.written, b.max)
+	keep := fitJSON(s, b.max-jsonLen(marker)-jsonLen("\n"))
+	if keep != "" && !strings.HasSuffix(keep, "\n") {
+		keep += "\n"
+	}
+	return keep + marker
+}
+
+// jsonLen is the length of s inside a JSON string as writeJSON encodes it,
+// or a little more (\b and \f are counted as \u0008 and \u000c).
+func jsonLen(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		n += runeJSONLen(r, size)
+		i += size
+	}
+	return n
+}
+
+// fitJSON is the longest prefix of s, cut between characters, whose jsonLen
+// is at most budget.
+func fitJSON(s string, budget int) string {
+	n := 0
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if n += runeJSONLen(r, size); n > budget {
+			return s[:i]
+		}
+		i += size
+	}
+	return s
+}
+
+func runeJSONLen(r rune, size int) int {
+	switch {
+	case r == utf8.RuneError && size == 1: // an invalid byte becomes \ufffd
+		return 6
+	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t':
+		return 2
+	case r < 0x20 || r == '\u2028' || r == '\u2029':
+		return 6
+	}
+	return size
+}

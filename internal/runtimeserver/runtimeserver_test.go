@@ -346,6 +346,7 @@ func TestExecuteRequestCancelKillsProcessGroup(t *testing.T) {
 	go func() {
 		payload, _ := json.Marshal(map[string]string{"command": pidCommand})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/execute", bytes.NewReader(payload))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
@@ -527,9 +528,13 @@ func TestFilesMissing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "newdir")); err == nil {
 		t.Error("upload created a parent directory")
 	}
-	code, body, _ = do(t, context.Background(), http.MethodPost, ts.URL+"/upload", "application/json", strings.NewReader(`{}`))
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	mw.WriteField("other", "x")
+	mw.Close()
+	code, body, _ = do(t, context.Background(), http.MethodPost, ts.URL+"/upload", mw.FormDataContentType(), &buf)
 	if code != 422 {
-		t.Errorf("upload without form: %d %s", code, body)
+		t.Errorf("upload without a file field: %d %s", code, body)
 	}
 }
 

@@ -7,12 +7,15 @@ package runtimeserver
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -22,6 +25,17 @@ import (
 // DefaultExecTimeout is upstream's SANDBOX_EXEC_TIMEOUT_SECONDS default.
 const DefaultExecTimeout = 300 * time.Second
 
+// Request body limits. Upstream accepts any size; these bound what a caller
+// can make the server hold.
+const (
+	// maxExecuteBody is far above what a command line can be (Linux's
+	// ARG_MAX is 2 MiB with the default stack limit), JSON escaping included.
+	maxExecuteBody = 8 << 20
+	// maxUploadBody is the upstream Go SDK's MaxUploadSize (256 MB) plus
+	// room for the multipart framing around the file.
+	maxUploadBody = 256<<20 + 1<<20
+)
+
 // Server serves the runtime API. The zero value is not usable: Root must be
 // set. A Server must not be copied after first use.
 type Server struct {
@@ -29,6 +43,10 @@ type Server struct {
 	ExecTimeout time.Duration // default 300s (upstream SANDBOX_EXEC_TIMEOUT_SECONDS)
 	Env         []string      // environment for executed commands (nil: os.Environ())
 	Log         io.Writer     // access log, one line per request (nil: discard)
+
+	// Tests lower these; 0 means maxStreamJSON and maxUploadBody.
+	streamLimit int
+	uploadLimit int64
 
 	mu      sync.Mutex
 	closed  bool
@@ -40,9 +58,36 @@ type Server struct {
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		s.route(rec, r)
+		if internalHost(r.Host) {
+			s.route(rec, r)
+		} else {
+			writeJSON(rec, http.StatusMisdirectedRequest, detail(fmt.Sprintf(
+				"Host %q is not served here: use the pod's IP address, localhost or a cluster-internal name", r.Host)))
+		}
 		s.logRequest(r, rec.status)
 	})
+}
+
+// internalHost reports whether a Host header is one the server answers to:
+// an IP address (the router sends the pod's), a single-label name, or a name
+// under a suffix nobody can register in public DNS (localhost, svc,
+// cluster.local, internal, test). A web page that rebinds its own domain to
+// the server's address still sends its domain, and is refused.
+func internalHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if _, err := netip.ParseAddr(host); err == nil || !strings.Contains(host, ".") {
+		return true // an empty Host (HTTP/1.0) too: browsers always send one
+	}
+	for _, suffix := range []string{".localhost", ".svc", ".cluster.local", ".internal", ".test"} {
+		if strings.HasSuffix(host, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // route dispatches on the escaped path so that an encoded '/' (%2F) inside a
@@ -57,16 +102,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	case "/execute":
-		if allow(w, r, http.MethodPost) {
+		if allow(w, r, http.MethodPost) && accept(w, r, "application/json", maxExecuteBody) {
 			s.handleExecute(w, r)
 		}
 		return
 	case "/upload":
-		if allow(w, r, http.MethodPost) {
+		if allow(w, r, http.MethodPost) && accept(w, r, "multipart/form-data", cmp.Or(s.uploadLimit, maxUploadBody)) {
 			s.handleUpload(w, r)
 		}
 		return
 	}
+	// The remaining routes read no body.
+	r.Body = http.MaxBytesReader(w, r.Body, 0)
 	for _, rt := range []struct {
 		prefix string
 		handle func(http.ResponseWriter, *http.Request, string)
@@ -110,8 +157,38 @@ func allow(w http.ResponseWriter, r *http.Request, method string) bool {
 	return false
 }
 
+// accept checks the media type of a POST and bounds its body. Requiring
+// application/json on /execute keeps web pages out: a browser sends a
+// cross-origin POST without asking the server first only for text/plain,
+// urlencoded or multipart bodies. It answers 415 or 413 and returns false
+// when the request is refused.
+func accept(w http.ResponseWriter, r *http.Request, mediaType string, limit int64) bool {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != mediaType {
+		writeJSON(w, http.StatusUnsupportedMediaType, detail(fmt.Sprintf(
+			"Unsupported Content-Type %q: %s takes %s", ct, r.URL.EscapedPath(), mediaType)))
+		return false
+	}
+	if r.ContentLength > limit {
+		tooLarge(w, r, limit)
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	return true
+}
+
+func tooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
+	writeJSON(w, http.StatusRequestEntityTooLarge, detail(fmt.Sprintf(
+		"Request body too large: %s takes at most %d bytes", r.URL.EscapedPath(), limit)))
+}
+
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
-	cmd, problem := decodeExecuteRequest(r.Body)
+	raw, err := io.ReadAll(r.Body)
+	if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+		tooLarge(w, r, tooBig.Limit)
+		return
+	}
+	cmd, problem := decodeExecuteRequest(raw, err)
 	if problem != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{problem}})
 		return
@@ -124,15 +201,16 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// decodeExecuteRequest validates the body like FastAPI/pydantic would for
-// ExecuteRequest{command: str}, returning a pydantic-style error on failure.
-func decodeExecuteRequest(body io.Reader) (string, map[string]any) {
-	raw, err := io.ReadAll(body)
-	if err != nil {
-		return "", map[string]any{"type": "json_invalid", "loc": []any{"body", 0}, "msg": "JSON decode error", "input": map[string]any{}, "ctx": map[string]any{"error": err.Error()}}
-	}
+// decodeExecuteRequest validates the body (or its read error) like
+// FastAPI/pydantic would for ExecuteRequest{command: str}, returning a
+// pydantic-style error on failure.
+func decodeExecuteRequest(raw []byte, readErr error) (string, map[string]any) {
 	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+	err := readErr
+	if err == nil {
+		err = json.Unmarshal(raw, &v)
+	}
+	if err != nil {
 		return "", map[string]any{"type": "json_invalid", "loc": []any{"body", 0}, "msg": "JSON decode error", "input": map[string]any{}, "ctx": map[string]any{"error": err.Error()}}
 	}
 	obj, ok := v.(map[string]any)
@@ -155,8 +233,9 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	// 32 MB) before the target is opened, so a broken upload never
 	// truncates an existing file.
 	if err := r.ParseMultipartForm(32 << 20); err != nil {
-		if errors.Is(err, http.ErrNotMultipart) {
-			writeJSON(w, http.StatusUnprocessableEntity, missingFile())
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			tooLarge(w, r, tooBig.Limit)
 		} else {
 			writeJSON(w, http.StatusBadRequest, detail("There was an error parsing the body"))
 		}
