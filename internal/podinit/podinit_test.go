@@ -103,9 +103,9 @@ func TestSandboxView(t *testing.T) {
 
 func TestSandboxKillEndsEverything(t *testing.T) {
 	sb, _ := start(t, 0)
-	out, code := run(t, sb, "sh", "-c", "exec >/dev/null 2>&1; sleep 600 & setsid sleep 601 & (sleep 602 &) ; echo started")
+	out, code := run(t, sb, "sh", "-c", "exec >/dev/null 2>&1; sleep 60700 & setsid sleep 60701 & (sleep 60702 &) ; echo started")
 	assert.Equal(t, code, 0, out)
-	long, err := sb.Exec(Process{Argv: []string{"sleep", "603"}, Dir: "/"})
+	long, err := sb.Exec(Process{Argv: []string{"sleep", "60703"}, Dir: "/"})
 	assert.NilError(t, err)
 	var pids []int
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
@@ -123,7 +123,8 @@ func TestSandboxKillEndsEverything(t *testing.T) {
 	}
 }
 
-// sleepers finds host pids of "sleep 60x" processes.
+// sleepers finds host pids of "sleep 6070x" processes (durations no other
+// test of the suite, which runs packages side by side, uses).
 func sleepers(t *testing.T) []int {
 	t.Helper()
 	var pids []int
@@ -133,7 +134,7 @@ func sleepers(t *testing.T) []int {
 		if err != nil {
 			continue
 		}
-		if strings.HasPrefix(string(b), "sleep\x0060") {
+		if strings.HasPrefix(string(b), "sleep\x006070") {
 			var pid int
 			for _, c := range e.Name() {
 				pid = pid*10 + int(c-'0')
