@@ -27,6 +27,7 @@ type cluster struct {
 	conn        connect.Conn
 	choice      connect.Choice
 	runtime     *runtime.Client
+	leases      *kube.LeaseRenewer // renews the claims of this process's sandboxes
 }
 
 var (
@@ -101,6 +102,9 @@ func getCluster(ctx context.Context, s *settings, logf func(string, ...any)) (*c
 	c := &cluster{
 		cfg: cfg, contextName: contextName, clients: clients, conn: conn, choice: choice,
 		runtime: &runtime.Client{BaseURL: conn.URL, HTTP: routerClient(conn)},
+		leases: &kube.LeaseRenewer{Clients: clients, Logf: func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, "sandboxtest: "+format+"\n", args...)
+		}},
 	}
 	clusters[key] = c
 	return c, nil
