@@ -557,6 +557,35 @@ func getHealthz(ctx context.Context, c *http.Client, base string, unavailable ..
 	return nil
 }
 
+// WaitRouter returns once the router behind conn answers GET /healthz
+// (neither a 5xx nor a Gateway's 404 of a route not attached yet), asking
+// every 50 ms on a fresh connection each time (a kept-alive one could go
+// to a router pod that is gone), or with ctx's end. Through a tunnel, that
+// is once the tunnel is re-established to a Ready router pod. A
+// runtime.Client waits with it before sending again a request that never
+// reached a runtime.
+func WaitRouter(ctx context.Context, conn Conn) error {
+	tr := &http.Transport{DisableKeepAlives: true}
+	if t := conn.Transport(); t != nil {
+		tr = t.Clone()
+		tr.DisableKeepAlives = true
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+	for {
+		err := getHealthz(ctx, c, conn.URL(), http.StatusNotFound,
+			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sandboxtest: waiting for the router (%s): %w; last: %v", conn.Describe(), ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // watchPod reports on f.gone when the forwarded pod is deleted, replaced,
 // or stops being Ready. It ends with the forward.
 func (t *tunnel) watchPod(pod *corev1.Pod, f *forward) {
