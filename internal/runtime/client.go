@@ -160,8 +160,10 @@ type Client struct {
 	// {"detail":"Could not connect to the backend sandbox: ..."} both when
 	// it could not dial the sandbox and when the sandbox failed mid-request.
 	// One case cannot be told apart from outside: a router killed after it
-	// passed the request on, before it answered; deleting a router pod
-	// kills it, so a command running then may be run twice.
+	// passed the request on, before it answered. A command running then may
+	// be run twice. (A router pod terminating gracefully finishes what it
+	// has, and a connect.Tunnel drains its forward to it; the local
+	// cluster's node kills a deleted pod at once.)
 	// nil: the retry backoff alone.
 	WaitRouter func(ctx context.Context) error
 }
