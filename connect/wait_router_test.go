@@ -37,7 +37,7 @@ func TestWaitRouter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	err = WaitRouter(ctx, conn)
-	assert.Check(t, is.ErrorContains(err, "GET /healthz answered 503"))
+	assert.Check(t, is.ErrorContains(err, "GET /healthz: 503"))
 	assert.Check(t, is.ErrorIs(err, context.DeadlineExceeded))
 
 	srv.Close() // nothing listens: the dial error is what it saw
