@@ -133,9 +133,9 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	cspan.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
 	sb.span.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
 	sb.sum.Update(func(x *summary.Sandbox) { x.Pool = sb.pool.Name })
-	// As upstream's clients: when the client first asked, for the controller's startup-latency metric.
-	lease := kube.Lease{Duration: s.ttl}
+	lease := kube.Lease{Duration: s.ttl} // renewed from creation until the sandbox's end
 	shutdown, annotations := c.leases.LeaseSpec(lease, time.Now())
+	// As upstream's clients: when the client first asked, for the controller's startup-latency metric.
 	annotations[kube.AnnotationClientFirstRequestedAt] = start.UTC().Format(time.RFC3339Nano)
 	if tc := tracing.TraceContextJSON(cctx); tc != "" {
 		annotations[tracing.TraceContextAnnotation] = tc // the controller's spans join this trace
