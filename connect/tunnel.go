@@ -88,6 +88,10 @@ const (
 	healBackoffMin  = 250 * time.Millisecond
 	healBackoffMax  = 5 * time.Second
 	forwardStopWait = 10 * time.Second // how long Close waits for a forward to wind down
+	// drainWait is how long a forward to a pod going away keeps serving the
+	// requests already sent through it (a terminating router finishes them)
+	// after new ones go to the new forward.
+	drainWait = 60 * time.Second
 )
 
 // Tunnel opens a client-go SPDY port-forward through kube-apiserver from
@@ -136,9 +140,10 @@ type tunnel struct {
 	monitorDone chan struct{}
 	closeOnce   sync.Once
 
-	mu    sync.RWMutex
-	cur   *forward
-	heals int
+	mu       sync.RWMutex
+	cur      *forward
+	heals    int
+	draining map[*forward]bool // replaced forwards still finishing their requests
 }
 
 // forward is one port-forward to one pod.
@@ -192,11 +197,30 @@ func (t *tunnel) Close() error {
 		t.cancel()
 		<-t.monitorDone
 		t.mu.RLock()
-		f := t.cur
+		all := []*forward{t.cur}
+		for f := range t.draining {
+			all = append(all, f)
+		}
 		t.mu.RUnlock()
-		f.stop()
+		for _, f := range all {
+			f.stop()
+		}
 	})
 	return nil
+}
+
+// drain stops f, which a new forward replaced, once its requests had
+// drainWait to finish, or when it ends by itself or the tunnel closes.
+func (t *tunnel) drain(f *forward) {
+	select {
+	case <-f.finished:
+	case <-t.ctx.Done():
+	case <-time.After(drainWait):
+	}
+	f.stop()
+	t.mu.Lock()
+	delete(t.draining, f)
+	t.mu.Unlock()
 }
 
 func (t *tunnel) current() *forward {
@@ -206,11 +230,20 @@ func (t *tunnel) current() *forward {
 }
 
 // monitor re-establishes the forward whenever it ends or its pod goes away.
+//
+// A forward that ended is replaced on the same local port when it is free.
+// A forward whose pod is going away (being deleted, not Ready) keeps
+// running while a new one is set up on another port, and drains: requests
+// already sent through it get their answers from the terminating router,
+// new ones (URL is asked per request) go to the new forward. Cutting them
+// would lose answers to commands that ran, and a client that sends again
+// what never got an answer would run them twice.
 func (t *tunnel) monitor() {
 	defer close(t.monitorDone)
 	for {
 		f := t.current()
 		var why string
+		drains := false
 		select {
 		case <-t.ctx.Done():
 			return
@@ -220,8 +253,14 @@ func (t *tunnel) monitor() {
 				why += ": " + f.err.Error()
 			}
 		case why = <-f.gone:
+			drains = true
 		}
-		f.stop()
+		preferPort := f.port
+		if drains {
+			preferPort = 0 // f still listens on its port
+		} else {
+			f.stop()
+		}
 		if t.ctx.Err() != nil {
 			return
 		}
@@ -229,11 +268,18 @@ func (t *tunnel) monitor() {
 		started := time.Now()
 		backoff := healBackoffMin
 		for attempt := 1; ; attempt++ {
-			nf, err := t.establish(t.ctx, f.port)
+			nf, err := t.establish(t.ctx, preferPort)
 			if err == nil {
 				t.mu.Lock()
 				t.cur = nf
 				t.heals++
+				if drains {
+					if t.draining == nil {
+						t.draining = map[*forward]bool{}
+					}
+					t.draining[f] = true
+					go t.drain(f)
+				}
 				t.mu.Unlock()
 				t.o.Log("tunnel re-established to %s/%s via port-forward %s after %s (attempt %d)",
 					t.o.Namespace, nf.pod, nf.addr, since(started), attempt)
@@ -555,6 +601,35 @@ func getHealthz(ctx context.Context, c *http.Client, base string, unavailable ..
 		return fmt.Errorf("GET /healthz: %s: %s", resp.Status, strings.TrimSpace(string(body[:min(len(body), 300)])))
 	}
 	return nil
+}
+
+// WaitRouter returns once the router behind conn answers GET /healthz
+// (neither a 5xx nor a Gateway's 404 of a route not attached yet), asking
+// every 50 ms on a fresh connection each time (a kept-alive one could go
+// to a router pod that is gone), or with ctx's end. Through a tunnel, that
+// is once the tunnel is re-established to a Ready router pod. A
+// runtime.Client waits with it before sending again a request that never
+// reached a runtime.
+func WaitRouter(ctx context.Context, conn Conn) error {
+	tr := &http.Transport{DisableKeepAlives: true}
+	if t := conn.Transport(); t != nil {
+		tr = t.Clone()
+		tr.DisableKeepAlives = true
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+	for {
+		err := getHealthz(ctx, c, conn.URL(), http.StatusNotFound,
+			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sandboxtest: waiting for the router (%s): %w; last: %v", conn.Describe(), ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // watchPod reports on f.gone when the forwarded pod is deleted, replaced,

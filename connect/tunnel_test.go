@@ -1,7 +1,9 @@
 package connect
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -283,4 +285,79 @@ func TestUnusable(t *testing.T) {
 	} {
 		assert.Check(t, is.Equal(unusable(&tc.pod), tc.want), tc.name)
 	}
+}
+
+// TestTunnelDrainsAForwardWhosePodStopsBeingReady: a request in flight
+// when its router pod stops being Ready gets its answer through the old
+// forward, while the tunnel moves to another pod for new requests.
+func TestTunnelDrainsAForwardWhosePodStopsBeingReady(t *testing.T) {
+	tc := cluster(t)
+	sb := sandbox(t)
+	ctx := context.Background()
+	assert.NilError(t, tc.deployRouter(ctx, testNS, "drain-router", "drain-router-svc", "drain-router", 2))
+	t.Cleanup(func() {
+		assert.Check(t, tc.cs.AppsV1().Deployments(testNS).Delete(ctx, "drain-router", metav1.DeleteOptions{}))
+		assert.Check(t, tc.cs.CoreV1().Services(testNS).Delete(ctx, "drain-router-svc", metav1.DeleteOptions{}))
+	})
+	started := time.Now()
+	assert.NilError(t, tc.waitRouterPods(ctx, testNS, "drain-router", 2, 90*time.Second))
+	t.Logf("2 router pods Ready in %s", time.Since(started).Round(time.Millisecond))
+	conn := openTunnel(t, TunnelOptions{Service: "drain-router-svc"})
+	before := conn.current()
+	oldURL := conn.URL()
+
+	type answer struct {
+		out string
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() { // not execute: FailNow only on the test's goroutine
+		body, _ := json.Marshal(map[string]string{"command": "sh -c 'sleep 2; echo drained'"})
+		req, _ := http.NewRequest(http.MethodPost, oldURL+"/execute", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Sandbox-ID", sb.name)
+		req.Header.Set("X-Sandbox-Namespace", testNS)
+		req.Header.Set("X-Sandbox-Port", "8888")
+		req.Header.Set("X-Sandbox-Pod-IP", sb.podIP)
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var out execResult
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		answered <- answer{out: out.Stdout, err: err}
+	}()
+	time.Sleep(500 * time.Millisecond) // the command runs
+
+	// Not Ready, as a router pod whose readiness probe fails or that is
+	// terminating gracefully; it still serves what it has.
+	pod, err := tc.cs.CoreV1().Pods(testNS).Get(ctx, before.pod, metav1.GetOptions{})
+	assert.NilError(t, err)
+	for i, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			pod.Status.Conditions[i].Status = corev1.ConditionFalse
+		}
+	}
+	_, err = tc.cs.CoreV1().Pods(testNS).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+	assert.NilError(t, err)
+	poll.WaitOn(t, func(l poll.LogT) poll.Result {
+		if conn.current() == before {
+			return poll.Continue("tunnel still on pod %s", before.pod)
+		}
+		return healthy(conn)(l)
+	}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
+	assert.Check(t, conn.URL() != oldURL, "the new forward listens on the old one's port")
+
+	select {
+	case a := <-answered:
+		assert.Check(t, a.err, "the request in flight got no answer")
+		assert.Check(t, is.Equal(a.out, "drained\n"))
+	case <-time.After(25 * time.Second):
+		t.Fatal("the request in flight got no answer")
+	}
+	t.Logf("drained; closing after %s", time.Since(started).Round(time.Millisecond))
+	out := execute(t, conn.URL(), sb, "echo new")
+	assert.Check(t, is.Equal(out.Stdout, "new\n"))
 }

@@ -27,6 +27,7 @@ type cluster struct {
 	conn        connect.Conn
 	choice      connect.Choice
 	runtime     *runtime.Client
+	leases      *kube.LeaseRenewer // renews the claims of this process's sandboxes
 }
 
 var (
@@ -100,7 +101,11 @@ func getCluster(ctx context.Context, s *settings, logf func(string, ...any)) (*c
 	logf("sandboxtest: connected to the router by %s (%s): %s in %s", choice.Mode, choice.Reason, conn.Describe(), time.Since(start).Round(time.Millisecond))
 	c := &cluster{
 		cfg: cfg, contextName: contextName, clients: clients, conn: conn, choice: choice,
-		runtime: &runtime.Client{BaseURL: conn.URL, HTTP: routerClient(conn)},
+		runtime: &runtime.Client{BaseURL: conn.URL, HTTP: routerClient(conn),
+			WaitRouter: func(ctx context.Context) error { return connect.WaitRouter(ctx, conn) }},
+		leases: &kube.LeaseRenewer{Clients: clients, Logf: func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, "sandboxtest: "+format+"\n", args...)
+		}},
 	}
 	clusters[key] = c
 	return c, nil

@@ -21,7 +21,7 @@ type Config struct {
 	Namespace    string
 	ServerPort   int // 0: the template decides (see WithServerPort)
 	ReadyTimeout time.Duration
-	TTL          time.Duration
+	TTL          time.Duration // the claims' lease (WithTTL)
 }
 
 // ResolveConfig returns the configuration New would use with opts. A
@@ -52,18 +52,12 @@ func SkipOrFail(t TB, err error) {
 	t.Fatalf("%v", err)
 }
 
-// detachedState is what a detached sandbox carries besides the Sandbox.
-type detachedState struct {
-	mu      sync.Mutex
-	expires time.Time // the claim's shutdownTime
-}
-
 var (
 	detachedMu sync.Mutex
-	detached   = map[*Sandbox]*detachedState{}
+	detached   = map[*Sandbox]bool{}
 )
 
-func detachedOf(sb *Sandbox) *detachedState {
+func detachedOf(sb *Sandbox) bool {
 	detachedMu.Lock()
 	defer detachedMu.Unlock()
 	return detached[sb]
@@ -95,10 +89,10 @@ func (c *collectingTB) take() []func() {
 }
 
 // NewDetached provisions a sandbox like New, except that its lifetime is
-// not t's: it survives t until Delete. Its claim's shutdownTime is t's
-// deadline (the test binary's -timeout) plus a grace period, else now +
-// the TTL, so the controller deletes it if the process never does. Until
-// Attach binds it to another test, it reports to t. Delete ends it.
+// not t's: it survives t until Delete. Like every claim of the process, its
+// lease is renewed while the process lives (see WithTTL), so the
+// controller deletes it soon after the process dies if the process never
+// does. Until Attach binds it to another test, it reports to t. Delete ends it.
 func NewDetached(t TB, template string, opts ...Option) *Sandbox {
 	t.Helper()
 	sb, err := NewDetachedE(context.Background(), t, template, opts...)
@@ -112,12 +106,7 @@ func NewDetached(t TB, template string, opts ...Option) *Sandbox {
 // created is deleted when t ends, as with NewE.
 func NewDetachedE(ctx context.Context, t TB, template string, opts ...Option) (*Sandbox, error) {
 	t.Helper()
-	s, err := newSettings(opts)
-	if err != nil {
-		return nil, err
-	}
 	col := &collectingTB{TB: t}
-	expires := shutdownTime(col, s.ttl) // no later than the one NewE gives the claim
 	sb, err := NewE(ctx, col, template, opts...)
 	if err != nil {
 		for _, f := range col.take() { // as NewE's: t's end deletes what was created
@@ -127,9 +116,8 @@ func NewDetachedE(ctx context.Context, t TB, template string, opts ...Option) (*
 	}
 	sb.t = t
 	col.take() // the sandbox's end, which Delete runs
-	st := &detachedState{expires: expires}
 	detachedMu.Lock()
-	detached[sb] = st
+	detached[sb] = true
 	detachedMu.Unlock()
 	return sb, nil
 }
@@ -156,41 +144,15 @@ func deleteDetached() {
 }
 
 // Detached reports whether sb came from NewDetached and is not deleted yet.
-func (sb *Sandbox) Detached() bool { return detachedOf(sb) != nil }
+func (sb *Sandbox) Detached() bool { return detachedOf(sb) }
 
 // Attach binds a detached sandbox to t: from now on its logs and failures
-// are t's, and Delete applies t's keep policy. When the claim's
-// shutdownTime would come before t can end (t's deadline plus a grace
-// period, or half the TTL from now when t has none), it is moved later.
-// On a sandbox from New it only rebinds.
+// are t's, and Delete applies t's keep policy. Its claim needs no new
+// lifetime: the process renews its lease. On a sandbox from New it only
+// rebinds.
 func (sb *Sandbox) Attach(t TB) {
 	t.Helper()
 	sb.t = t
-	st := detachedOf(sb)
-	if st == nil {
-		return
-	}
-	need := time.Now().Add(sb.s.ttl / 2)
-	if d, ok := deadline(t); ok {
-		need = d.Add(shutdownGrace)
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if !st.expires.Before(need) {
-		return
-	}
-	until := time.Now().Add(sb.s.ttl)
-	if need.After(until) {
-		until = need
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := sb.c.clients.ExtendShutdown(ctx, sb.s.namespace, sb.claim, until); err != nil {
-		t.Logf("sandboxtest: could not move the shutdownTime of claim %s/%s to %s: %v (the controller may delete it at %s)",
-			sb.s.namespace, sb.claim, until.Format(time.TimeOnly), err, st.expires.Format(time.TimeOnly))
-		return
-	}
-	st.expires = until
 }
 
 // Detach binds a detached sandbox to no test while it waits for the next:

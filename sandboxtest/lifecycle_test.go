@@ -48,6 +48,9 @@ func TestKeepAlwaysKeepsTheClaim(t *testing.T) {
 	t.Cleanup(func() { _ = c.DeleteClaim(context.Background(), sb.Namespace(), sb.ClaimName(), sb.SandboxName()) })
 	left := time.Until(claim.Spec.Lifecycle.ShutdownTime.Time)
 	assert.Check(t, left > 25*time.Minute && left <= 31*time.Minute, "shutdownTime %s from now", left)
+	// Kept on purpose: no longer a lease that gc spares or the process renews.
+	assert.Check(t, !kube.LeaseFresh(claim, time.Now()), "annotations %v", claim.Annotations)
+	assert.Check(t, !sb.c.leases.Held(sb.Namespace(), sb.ClaimName()))
 	out := rec.output()
 	for _, want := range []string{"kept sandbox", "kubectl -n default exec -it " + sb.PodName(), "kubectl -n default logs " + sb.PodName(), "kubectl -n default delete sandboxclaim " + sb.ClaimName()} {
 		assert.Check(t, is.Contains(out, want))
@@ -98,8 +101,10 @@ func TestKilledChild(t *testing.T) {
 	time.Sleep(time.Hour)
 }
 
-// TestKilledBinaryLeavesNothingForLong kills a test binary mid-test: its
-// cleanup never runs, and the controller deletes the claim at its shutdownTime.
+// TestKilledBinaryLeavesNothingForLong kills a test binary mid-test (with no
+// -timeout: nothing but the lease bounds its claim): its cleanup never
+// runs, nothing renews the claim's lease (SANDBOXTEST_TTL=3s) any more, and
+// the controller deletes the claim at its shutdownTime.
 func TestKilledBinaryLeavesNothingForLong(t *testing.T) {
 	exe, err := os.Executable()
 	assert.NilError(t, err)
@@ -246,9 +251,22 @@ func TestExpiredClaimFailsNewAtOnce(t *testing.T) {
 		_ = api.SandboxTemplates("default").Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 
-	// recorder has no deadline: the claim's shutdownTime is now + the TTL.
+	// The claim expires while New waits, as when the process was stopped
+	// (a laptop asleep) past its lease: the shutdownTime is moved into the
+	// past between two renewals.
 	rec := &recorder{name: t.Name()}
-	_, err = NewE(ctx, rec, name, WithTTL(3*time.Second), WithReadyTimeout(2*time.Minute))
+	go func() {
+		sel := kube.LabelTest + "=" + labelValue(rec.Name())
+		for ctx.Err() == nil {
+			list, err := api.SandboxClaims("default").List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err == nil && len(list.Items) > 0 {
+				_ = c.ExtendShutdown(ctx, "default", list.Items[0].Name, time.Now().Add(-time.Second))
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	_, err = NewE(ctx, rec, name, WithReadyTimeout(2*time.Minute))
 	for _, f := range rec.cleanups {
 		f()
 	}
@@ -257,6 +275,27 @@ func TestExpiredClaimFailsNewAtOnce(t *testing.T) {
 	expired := map[string]bool{"ClaimExpired": true, "SandboxExpired": true, "ClaimDeleted": true}
 	assert.Check(t, expired[term.Reason], "reason %s: %v", term.Reason, err)
 	t.Logf("%v", err)
+}
+
+// TestLongTestKeepsItsSandbox: a test that runs for several times its
+// claim's lease still has its sandbox; the process renewed it.
+func TestLongTestKeepsItsSandbox(t *testing.T) {
+	const lease = 3 * time.Second
+	sb := New(t, "python-sandbox-template", WithTTL(lease))
+	c := testClients(t)
+	get := func() *extv1beta1.SandboxClaim {
+		cl, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(sb.Namespace()).Get(context.Background(), sb.ClaimName(), metav1.GetOptions{})
+		assert.NilError(t, err)
+		return cl
+	}
+	first := get().Spec.Lifecycle.ShutdownTime.Time
+	time.Sleep(4 * lease)
+	sb.RunOK("true")
+	st := sb.Status()
+	assert.Check(t, st.Ready && st.SandboxFound, "%+v", st)
+	cl := get()
+	assert.Check(t, cl.Spec.Lifecycle.ShutdownTime.After(first.Add(2*lease)), "shutdownTime %s, at creation %s", cl.Spec.Lifecycle.ShutdownTime, first)
+	assert.Check(t, kube.LeaseFresh(cl, time.Now()), "annotations %v", cl.Annotations)
 }
 
 // Main deletes what fixtures.Shared leaves idle: every detached sandbox not

@@ -18,12 +18,11 @@ import (
 const (
 	DefaultNamespace    = kube.DefaultNamespace
 	DefaultReadyTimeout = 3 * time.Minute
-	DefaultTTL          = 30 * time.Minute
+	DefaultTTL          = 2 * time.Minute
 	DefaultServerPort   = 8888
 	DefaultCallTimeout  = 5 * time.Minute
-	// shutdownGrace is added to the test's deadline for the claim's
-	// shutdownTime, so the controller never deletes a sandbox a test still uses.
-	shutdownGrace = 5 * time.Minute
+	// keptFor is how long a kept sandbox (WithKeep) lives after its test.
+	keptFor = 30 * time.Minute
 )
 
 // Keep says when a sandbox outlives its test, for debugging.
@@ -67,9 +66,10 @@ func WithNamespace(ns string) Option { return func(s *settings) { s.namespace = 
 // (default $SANDBOXTEST_READY_TIMEOUT, else 3m; never past the test's deadline).
 func WithReadyTimeout(d time.Duration) Option { return func(s *settings) { s.readyTimeout = d } }
 
-// WithTTL sets how long the claim lives when the test has no deadline
-// (default $SANDBOXTEST_TTL, else 30m). The controller deletes it then even if
-// the test binary was killed.
+// WithTTL sets the claim's lease (default $SANDBOXTEST_TTL, else 2m): while
+// the test process lives it moves the claim's shutdownTime to now + the TTL
+// every quarter of it, so a sandbox lives as long as its test needs it, and
+// the controller deletes it at most this long after the process was killed.
 func WithTTL(d time.Duration) Option { return func(s *settings) { s.ttl = d } }
 
 // WithServerPort is the port the sandbox's runtime server listens on

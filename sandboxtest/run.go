@@ -29,7 +29,11 @@ func WithCallTimeout(d time.Duration) CallOption {
 }
 
 // WithRetries retries a call on 502/503/504 and transport errors, up to n
-// attempts in all. Run is not retried unless asked: a command may not be idempotent.
+// attempts in all. Run is not retried unless asked: a command may not be
+// idempotent. Any call, Run included, is still sent again, once the router
+// answers and within the call timeout, when it never reached a runtime
+// (the tunnel re-establishing after a router restart, a refused
+// connection, a 503).
 func WithRetries(n int) CallOption {
 	return func(c *callSettings) { c.retries = []runtime.CallOption{runtime.WithRetries(max(n-1, 0))} }
 }

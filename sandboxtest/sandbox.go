@@ -133,8 +133,10 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	cspan.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
 	sb.span.SetAttributes(tracing.AttrPool.String(sb.pool.Name))
 	sb.sum.Update(func(x *summary.Sandbox) { x.Pool = sb.pool.Name })
+	lease := kube.Lease{Duration: s.ttl} // renewed from creation until the sandbox's end
+	shutdown, annotations := c.leases.LeaseSpec(lease, time.Now())
 	// As upstream's clients: when the client first asked, for the controller's startup-latency metric.
-	annotations := map[string]string{kube.AnnotationClientFirstRequestedAt: start.UTC().Format(time.RFC3339Nano)}
+	annotations[kube.AnnotationClientFirstRequestedAt] = start.UTC().Format(time.RFC3339Nano)
 	if tc := tracing.TraceContextJSON(cctx); tc != "" {
 		annotations[tracing.TraceContextAnnotation] = tc // the controller's spans join this trace
 	}
@@ -149,7 +151,7 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 	claim, err := c.clients.CreateClaim(cctx, kube.ClaimSpec{
 		Namespace: s.namespace, Pool: sb.pool.Name, Labels: labels,
 		Annotations:  annotations,
-		ShutdownTime: shutdownTime(t, s.ttl),
+		ShutdownTime: shutdown,
 		PodLabels:    s.podLabels, PodAnnotations: s.podAnnotations,
 		VolumeClaimTemplates: s.volumeClaimTemplates,
 	})
@@ -163,6 +165,7 @@ func NewE(ctx context.Context, t TB, template string, opts ...Option) (_ *Sandbo
 		return nil, err
 	}
 	sb.claim = claim.Name
+	c.leases.Add(s.namespace, claim.Name, lease) // until the sandbox's end
 	cspan.SetAttributes(tracing.AttrClaimName.String(claim.Name))
 	cspan.End()
 	sb.span.SetAttributes(tracing.AttrClaimName.String(claim.Name))
@@ -300,6 +303,7 @@ func (sb *Sandbox) finish() (err error, first bool) {
 // claim, or keeps it when asked to, and ends the lifecycle span.
 func (sb *Sandbox) end() (err error) {
 	ns, claim := sb.s.namespace, sb.claim
+	sb.c.leases.Release(ns, claim) // kept: its own shutdownTime; else deleted, or expiring within the lease
 	failed := sb.t.Failed()
 	if failed {
 		sb.failureReport() // before the deletion takes the objects away
@@ -316,7 +320,7 @@ func (sb *Sandbox) end() (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if keep {
-		until := time.Now().Add(30 * time.Minute)
+		until := time.Now().Add(keptFor)
 		if err := sb.c.clients.ExtendShutdown(ctx, ns, claim, until); err != nil {
 			sb.t.Logf("sandboxtest: keeping claim %s/%s, but could not extend its shutdownTime: %v", ns, claim, err)
 		}
@@ -342,7 +346,7 @@ func (sb *Sandbox) end() (err error) {
 			what = fmt.Sprintf("its Sandbox %s was not gone %s after the claim's deletion (%s)", sb.ready.SandboxName, cleanupTimeout, left)
 			err = &deadlineError{what}
 		}
-		return errorf("deleting claim %s/%s: %s (the controller deletes it at its shutdownTime; or: sandboxtest-setup gc --run-id %s): %w", ns, claim, what, RunID(), err)
+		return errorf("deleting claim %s/%s: %s (no longer renewed, the controller deletes it within %s; or: sandboxtest-setup gc --run-id %s): %w", ns, claim, what, sb.s.ttl, RunID(), err)
 	}
 	progressf(sb.t, "sandboxtest: deleted claim %s/%s in %s", ns, claim, time.Since(start).Round(time.Millisecond))
 	return nil
@@ -454,14 +458,6 @@ func testContext(t TB) context.Context {
 
 // cleanupTimeout bounds a sandbox's deletion in its test's cleanup.
 const cleanupTimeout = 30 * time.Second
-
-// shutdownTime is the test's deadline plus a grace period, else now + ttl.
-func shutdownTime(t TB, ttl time.Duration) time.Time {
-	if d, ok := deadline(t); ok {
-		return d.Add(shutdownGrace)
-	}
-	return time.Now().Add(ttl)
-}
 
 func deadline(t TB) (time.Time, bool) {
 	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {

@@ -59,6 +59,7 @@ func deployCommand() *cobra.Command {
 	fs.IntVar(&gatewayPort, "gateway-port", 0, "HTTP listener port of --gateway (default: 8080 on "+kube.LocalGatewayClass+", else 80)")
 	fs.BoolVar(&wait, "wait", true, "wait for a Ready router pod and ready pools")
 	fs.DurationVar(&timeout, "timeout", fixtures.DefaultDeployWait, "how long --wait waits")
+	fs.BoolVar(&opts.Force, "force", false, "take over existing objects sandboxtest did not create (a template or pool of the same name is replaced)")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if routerReplicas < 1 {
 			return usageErrorf("--router-replicas must be at least 1, got %d", routerReplicas)

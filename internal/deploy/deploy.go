@@ -77,6 +77,11 @@ type Options struct {
 	Wait time.Duration
 	// Log receives progress lines. Default: discard.
 	Log io.Writer
+	// Force takes over objects that exist without being sandboxtest's (see
+	// kube.Applier.CheckOwned): a user's own template or pool of the same
+	// name is replaced. Without it, Deploy applies nothing when one
+	// exists and says which (--force).
+	Force bool
 }
 
 // Report is what Deploy applied, in apply order.
@@ -151,6 +156,11 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options) (*Report, error
 	if err != nil {
 		return nil, err
 	}
+	if !opts.Force {
+		if err := checkOwned(ctx, applier, objs); err != nil {
+			return nil, err
+		}
+	}
 	rep := &Report{Namespace: opts.Namespace, RouterNamespace: opts.RouterNamespace, Local: local}
 	for _, t := range templates {
 		rep.Templates = append(rep.Templates, t.Name)
@@ -182,6 +192,32 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options) (*Report, error
 	}
 	fmt.Fprintf(opts.Log, "sandboxtest: deploy: done in %s\n", rep.Duration.Round(100*time.Millisecond))
 	return rep, nil
+}
+
+// checkOwned fails when any of objs exists without being sandboxtest's,
+// naming each. Namespaces are exempt: deploy declares nothing in them but
+// their existence.
+func checkOwned(ctx context.Context, applier *kube.Applier, objs []runtime.Object) error {
+	var theirs []string
+	for _, o := range objs {
+		if _, ok := o.(*corev1.Namespace); ok {
+			continue
+		}
+		err := applier.CheckOwned(ctx, o)
+		var no *kube.NotOwnedError
+		switch {
+		case errors.As(err, &no):
+			theirs = append(theirs, no.Error())
+		case err != nil:
+			return fmt.Errorf("sandboxtest: deploy: %w", err)
+		}
+	}
+	if len(theirs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("sandboxtest: deploy: applied nothing: deploying would take over %d object(s) sandboxtest did not create: %s; "+
+		"deploy to another namespace (--namespace), rename or delete yours, or take them over with --force",
+		len(theirs), strings.Join(theirs, "; "))
 }
 
 func (o *Options) defaults() error {

@@ -60,6 +60,8 @@ var applyScheme = func() *runtime.Scheme {
 
 // Applier server-side applies objects as FieldManager with Force, so
 // sandboxtest owns what it declares even when someone edited it by hand.
+// Callers that must not take over what someone else created check
+// CheckOwned first (deploy does, unless forced).
 type Applier struct {
 	dyn    dynamic.Interface
 	mapper meta.ResettableRESTMapper
@@ -88,25 +90,9 @@ func (a *Applier) Apply(ctx context.Context, obj runtime.Object) (Applied, error
 	if err != nil {
 		return Applied{}, err
 	}
-	gvk := u.GroupVersionKind()
-	res := Applied{Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
-	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		a.mapper.Reset() // a CRD may have been installed since discovery ran
-		mapping, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	}
+	ri, res, err := a.resource(u)
 	if err != nil {
-		return res, fmt.Errorf("applying %s: the cluster does not serve %s (is its CRD installed?): %w", res.Ref(), gvk.GroupVersion().WithKind(gvk.Kind), err)
-	}
-	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
-	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-		if res.Namespace == "" {
-			return res, fmt.Errorf("applying %s: a namespaced object needs a namespace", res.Ref())
-		}
-		ri = a.dyn.Resource(mapping.Resource).Namespace(res.Namespace)
-	} else {
-		u.SetNamespace("")
-		res.Namespace = ""
+		return res, err
 	}
 
 	before := ""
@@ -131,6 +117,78 @@ func (a *Applier) Apply(ctx context.Context, obj runtime.Object) (Applied, error
 		res.Result = ApplyConfigured
 	}
 	return res, nil
+}
+
+// NotOwnedError is an object that exists and that sandboxtest did not
+// create: applying over it would take it over.
+type NotOwnedError struct {
+	Ref      string   // "Kind namespace/name"
+	Managers []string // its field managers
+}
+
+func (e *NotOwnedError) Error() string {
+	return fmt.Sprintf("%s exists and is not sandboxtest's (no label %s=%s, field managers %v, none %q)",
+		e.Ref, LabelManagedBy, ManagedByValue, e.Managers, FieldManager)
+}
+
+// CheckOwned returns a *NotOwnedError when obj exists in the cluster
+// without being sandboxtest's: neither labelled LabelManagedBy=ManagedByValue
+// (or LabelCreatedBy=CreatedByValue, as cold pools are) nor with a field
+// managed by FieldManager. A missing object, or one sandboxtest owns, is nil.
+func (a *Applier) CheckOwned(ctx context.Context, obj runtime.Object) error {
+	u, err := ToUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	ri, res, err := a.resource(u)
+	if err != nil {
+		return err
+	}
+	existing, err := ri.Get(ctx, res.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", res.Ref(), err)
+	}
+	l := existing.GetLabels()
+	if l[LabelManagedBy] == ManagedByValue || l[LabelCreatedBy] == CreatedByValue {
+		return nil
+	}
+	e := &NotOwnedError{Ref: res.Ref()}
+	for _, m := range existing.GetManagedFields() {
+		if m.Manager == FieldManager {
+			return nil
+		}
+		e.Managers = append(e.Managers, m.Manager)
+	}
+	return e
+}
+
+// resource is the dynamic client of u's kind, in u's namespace when it is
+// namespaced (u's namespace is cleared when it is not).
+func (a *Applier) resource(u *unstructured.Unstructured) (dynamic.ResourceInterface, Applied, error) {
+	gvk := u.GroupVersionKind()
+	res := Applied{Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if meta.IsNoMatchError(err) {
+		a.mapper.Reset() // a CRD may have been installed since discovery ran
+		mapping, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	if err != nil {
+		return nil, res, fmt.Errorf("applying %s: the cluster does not serve %s (is its CRD installed?): %w", res.Ref(), gvk.GroupVersion().WithKind(gvk.Kind), err)
+	}
+	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		if res.Namespace == "" {
+			return nil, res, fmt.Errorf("applying %s: a namespaced object needs a namespace", res.Ref())
+		}
+		ri = a.dyn.Resource(mapping.Resource).Namespace(res.Namespace)
+	} else {
+		u.SetNamespace("")
+		res.Namespace = ""
+	}
+	return ri, res, nil
 }
 
 // ToUnstructured converts obj into an apply configuration: apiVersion and

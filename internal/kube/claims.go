@@ -196,9 +196,12 @@ func (c *Clients) CreateClaim(ctx context.Context, s ClaimSpec) (*extv1beta1.San
 	return out, nil
 }
 
-// ExtendShutdown moves a claim's shutdownTime (used to keep a sandbox for debugging).
+// ExtendShutdown moves a claim's shutdownTime to at and removes its lease
+// annotations: it is used to keep a sandbox for debugging, after its
+// process has released the lease, and gc may then sweep it like any other.
 func (c *Clients) ExtendShutdown(ctx context.Context, ns, claim string, at time.Time) error {
-	patch := fmt.Sprintf(`{"spec":{"lifecycle":{"shutdownTime":%q}}}`, at.UTC().Format(time.RFC3339))
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null,%q:null,%q:null}},"spec":{"lifecycle":{"shutdownTime":%q}}}`,
+		AnnotationLeaseHolder, AnnotationLeaseRenewed, AnnotationLeaseEvery, at.UTC().Format(time.RFC3339))
 	_, err := c.Extensions.ExtensionsV1beta1().SandboxClaims(ns).Patch(ctx, claim, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
 	return err
 }

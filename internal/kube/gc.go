@@ -88,6 +88,9 @@ type GCReport struct {
 	// being younger than OlderThan.
 	YoungerClaims int
 	YoungerPools  int
+	// LeasedClaims counts claims spared because their lease is fresh
+	// (LeaseFresh): a live process renews them, whatever their age.
+	LeasedClaims int
 	// PoolsInUse counts cold pools kept because a claim that stays references them.
 	PoolsInUse int
 	// Failed counts objects whose deletion failed; GC's error says why.
@@ -105,6 +108,9 @@ func (r *GCReport) Summary() string {
 	var kept []string
 	if n := r.YoungerClaims + r.YoungerPools; n > 0 {
 		kept = append(kept, fmt.Sprintf("%d younger than %s", n, FormatAge(r.OlderThan)))
+	}
+	if r.LeasedClaims > 0 {
+		kept = append(kept, gcPlural(r.LeasedClaims, "claim")+" with a fresh lease")
 	}
 	if r.PoolsInUse > 0 {
 		kept = append(kept, gcPlural(r.PoolsInUse, "cold pool")+" in use")
@@ -156,6 +162,9 @@ func FormatAge(d time.Duration) string {
 // opts.OlderThan old, with background propagation so their Sandbox and pod
 // go too; then SandboxWarmPools labelled LabelColdPool=true (and the run, when
 // set) that no claim left in their namespace references, when old enough.
+// A claim whose lease is fresh (LeaseFresh: a live test process renews
+// it) is spared whatever its age; once its process dies, the controller
+// deletes it within the lease, or a later GC does.
 //
 // Each object is written to opts.Log as it goes. Failing to delete one
 // object does not stop the others: the failures are joined into the
@@ -234,6 +243,8 @@ func (g *gcRun) run(ctx context.Context) (*GCReport, error) {
 		case !g.matches(c.Labels):
 		case !old(&c.ObjectMeta):
 			g.report.YoungerClaims++
+		case LeaseFresh(c, now):
+			g.report.LeasedClaims++ // its process lives: the claim goes when it is done
 		default:
 			obj := g.object("claim", &c.ObjectMeta, now)
 			stays = !g.delete(ctx, obj, c.UID, func(ctx context.Context, o metav1.DeleteOptions) error {

@@ -22,11 +22,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -140,6 +143,29 @@ type Client struct {
 	// naming the operation, the attempt, why it failed, the wait and the
 	// request ID. Calls sharing the Client may log concurrently.
 	Log func(format string, args ...any)
+
+	// WaitRouter, if set, returns once the router can be reached again
+	// (a tunnel re-established to a Ready router pod), or with ctx's end.
+	// It is called before sending again an attempt that never reached a
+	// runtime, which is sent again without counting against
+	// RetryPolicy.Attempts (up to RetryPolicy.Resends times), even for
+	// Execute. Such an attempt is one where:
+	//   - there was no router URL, or the request could not be written
+	//     (connection refused: the tunnel is down or being re-established);
+	//   - the connection closed before any answer (the router pod went
+	//     away, or a port-forward to it found no pod to reach);
+	//   - the answer was 503: a router, Gateway or closing runtime that did
+	//     not take the request.
+	// The router's 502 is not one: the agent-sandbox router answers 502
+	// {"detail":"Could not connect to the backend sandbox: ..."} both when
+	// it could not dial the sandbox and when the sandbox failed mid-request.
+	// One case cannot be told apart from outside: a router killed after it
+	// passed the request on, before it answered. A command running then may
+	// be run twice. (A router pod terminating gracefully finishes what it
+	// has, and a connect.Tunnel drains its forward to it; the local
+	// cluster's node kills a deleted pod at once.)
+	// nil: the retry backoff alone.
+	WaitRouter func(ctx context.Context) error
 }
 
 var defaultHTTPClient = sync.OnceValue(func() *http.Client {
@@ -199,8 +225,9 @@ type request struct {
 
 // retryable is a failed attempt that may be retried.
 type retryable struct {
-	base string // the router URL of the attempt
-	err  error
+	base      string // the router URL of the attempt
+	err       error
+	unreached bool // it never reached a runtime: it may be sent again (Client.WaitRouter)
 }
 
 // do sends req to t, retrying as req.attempts allows, and hands the body of
@@ -221,34 +248,58 @@ func (c *Client) do(ctx context.Context, t Target, req request, read func(resp *
 	}
 	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(header))
 
-	attempts := max(req.attempts, 1)
+	attempts := max(req.attempts, 1) // the ones that count: sends that reached something
+	resends := c.Retry.resends()
+	counted, resent := 0, 0
 	start := time.Now()
-	var last *retryable
 	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
-			wait := c.Retry.wait(attempt - 1)
-			c.logf("runtime: %s: attempt %d/%d failed: %v; retrying in %s (request %s)",
-				req.op, attempt-1, attempts, summary(last.err), wait.Round(time.Millisecond), header.Get(HeaderRequestID))
-			if err := sleep(ctx, wait); err != nil {
-				return ctxError(ctx, req.op, "waiting to retry after "+summary(last.err), attempt-1, attempts, start)
-			}
-		}
-		failure, err := c.attempt(ctx, req, header, attempt, attempts, start, read)
+		failure, err := c.attempt(ctx, req, header, attempt, attempts+resent, start, read)
 		if failure == nil {
 			return err // success or a final error
 		}
-		last = failure
 		if ctx.Err() != nil {
-			return ctxError(ctx, req.op, "waiting for the response", attempt, attempts, start)
+			return ctxError(ctx, req.op, "waiting for the response", attempt, attempts+resent, start)
 		}
-		if attempt >= attempts {
+		resend := failure.unreached && resent < resends
+		if resend {
+			resent++
+		} else {
+			counted++
+		}
+		if !resend && counted >= attempts {
 			if h, ok := failure.err.(*HTTPError); ok {
+				h.Attempts = attempt
 				return h
 			}
 			if failure.base == "" {
 				return fmt.Errorf("%s: no router URL after %d attempt(s): %w", req.op, attempt, failure.err)
 			}
 			return fmt.Errorf("%s: router at %s unreachable after %d attempt(s): %w", req.op, failure.base, attempt, failure.err)
+		}
+		phase := "waiting to retry after " + summary(failure.err)
+		var wait time.Duration
+		switch {
+		case resend && c.WaitRouter != nil:
+			c.logf("runtime: %s: attempt %d never reached a runtime: %v; sending it again once the router answers (resend %d of %d, request %s)",
+				req.op, attempt, summary(failure.err), resent, resends, header.Get(HeaderRequestID))
+			if err := c.WaitRouter(ctx); err != nil {
+				if ctx.Err() != nil {
+					return ctxError(ctx, req.op, "waiting for the router after "+summary(failure.err), attempt, attempts+resent, start)
+				}
+				c.logf("runtime: %s: waiting for the router: %v", req.op, err)
+			}
+			continue
+		case resend:
+			wait = c.Retry.wait(resent)
+			c.logf("runtime: %s: attempt %d never reached a runtime: %v; sending it again in %s (resend %d of %d, request %s)",
+				req.op, attempt, summary(failure.err), wait.Round(time.Millisecond), resent, resends, header.Get(HeaderRequestID))
+		default:
+			wait = c.Retry.wait(counted)
+			c.logf("runtime: %s: attempt %d/%d failed: %v; retrying in %s (request %s)",
+				req.op, counted, attempts, summary(failure.err), wait.Round(time.Millisecond), header.Get(HeaderRequestID))
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return ctxError(ctx, req.op, phase, attempt, attempts+resent, start)
 		}
 	}
 }
@@ -258,7 +309,7 @@ func (c *Client) do(ctx context.Context, t Target, req request, read func(resp *
 func (c *Client) attempt(ctx context.Context, req request, header http.Header, attempt, attempts int, start time.Time, read func(*http.Response, io.Reader) error) (*retryable, error) {
 	base := strings.TrimRight(c.BaseURL(), "/")
 	if base == "" {
-		return &retryable{err: errors.New("Client.BaseURL returned an empty URL (is the tunnel to the router up?)")}, nil
+		return &retryable{err: errors.New("Client.BaseURL returned an empty URL (is the tunnel to the router up?)"), unreached: true}, nil
 	}
 	u, err := url.Parse(base + "/" + req.endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -280,9 +331,13 @@ func (c *Client) attempt(ctx context.Context, req request, header http.Header, a
 		}
 	}
 
+	var wrote atomic.Bool
+	hreq = hreq.WithContext(httptrace.WithClientTrace(hreq.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+	}))
 	resp, err := c.httpClient().Do(hreq)
 	if err != nil {
-		return &retryable{base: base, err: err}, nil
+		return &retryable{base: base, err: err, unreached: !wrote.Load() || closedWithoutAnswer(err)}, nil
 	}
 	// No draining before Close: every path that keeps the connection
 	// worth reusing has read the body to its end already, and draining a
@@ -300,7 +355,9 @@ func (c *Client) attempt(ctx context.Context, req request, header http.Header, a
 			notFound:   req.notFound && resp.StatusCode == http.StatusNotFound,
 		}
 		switch resp.StatusCode {
-		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		case http.StatusServiceUnavailable:
+			return &retryable{base: base, err: herr, unreached: true}, nil
+		case http.StatusBadGateway, http.StatusGatewayTimeout:
 			return &retryable{base: base, err: herr}, nil
 		}
 		return nil, herr
@@ -323,6 +380,14 @@ func (c *Client) attempt(ctx context.Context, req request, header http.Header, a
 		return &retryable{base: base, err: readErr}, nil
 	}
 	return nil, fmt.Errorf("%s: %w", req.op, err)
+}
+
+// closedWithoutAnswer says whether a transport error is the connection
+// ending before any byte of an answer: what a client sees when the router
+// (or the port-forward in front of it) goes away with the request unread.
+func closedWithoutAnswer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func tooLarge(op string, limit int64, detail string) error {

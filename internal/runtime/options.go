@@ -12,6 +12,10 @@ import (
 // reached (a transport error) and when the response breaks off mid-body;
 // never on other statuses, on a cancelled context or on a response that is
 // too large. The zero value is the default policy.
+//
+// Apart from those retries, any call, Execute included, is sent again
+// after an attempt that never reached a runtime (see Client.WaitRouter):
+// sending it again cannot run anything twice.
 type RetryPolicy struct {
 	// Attempts is the number of attempts, the first included, of the
 	// idempotent calls: Upload, Download, List and Exists. 0 means 5; 1
@@ -25,9 +29,15 @@ type RetryPolicy struct {
 
 	// MaxBackoff caps the wait between attempts. 0 means 2s.
 	MaxBackoff time.Duration
+
+	// Resends bounds how many attempts of a call that never reached a
+	// runtime are sent again; they do not count against Attempts. 0 means
+	// 5; negative disables resending.
+	Resends int
 }
 
 const (
+	defaultResends    = 5
 	defaultAttempts   = 5
 	defaultBackoff    = 100 * time.Millisecond
 	defaultMaxBackoff = 2 * time.Second
@@ -38,6 +48,16 @@ func (p RetryPolicy) attempts() int {
 		return defaultAttempts
 	}
 	return p.Attempts
+}
+
+func (p RetryPolicy) resends() int {
+	switch {
+	case p.Resends < 0:
+		return 0
+	case p.Resends == 0:
+		return defaultResends
+	}
+	return p.Resends
 }
 
 // wait is the pause before retry number n (1 for the first retry):

@@ -490,7 +490,7 @@ func TestHeadersAndTraceparent(t *testing.T) {
 	}
 }
 
-func TestDownloadRetries503(t *testing.T) {
+func TestDownloadRetries504(t *testing.T) {
 	fr := newFakeRouter(t)
 	c := fr.client()
 	c.Retry = RetryPolicy{} // the defaults: 5 attempts, 100ms doubling
@@ -501,10 +501,10 @@ func TestDownloadRetries503(t *testing.T) {
 	}
 	fr.reset()
 
-	fr.failNext(2, http.StatusServiceUnavailable)
+	fr.failNext(2, http.StatusGatewayTimeout)
 	got, err := c.Download(context.Background(), target, "f.txt")
 	if err != nil || string(got) != "content" {
-		t.Fatalf("Download after two 503s = %q, %v; want content", got, err)
+		t.Fatalf("Download after two 504s = %q, %v; want content", got, err)
 	}
 	reqs := fr.requests()
 	if len(reqs) != 3 {
@@ -515,8 +515,8 @@ func TestDownloadRetries503(t *testing.T) {
 			t.Errorf("X-Request-ID changed across retries: %s then %s", reqs[0].requestID, r.requestID)
 		}
 	}
-	if len(logs) != 2 || !strings.Contains(logs[0], "503") || !strings.Contains(logs[0], "attempt 1/5") {
-		t.Errorf("retry log = %q, want 2 lines, the first naming 503 and attempt 1/5", logs)
+	if len(logs) != 2 || !strings.Contains(logs[0], "504") || !strings.Contains(logs[0], "attempt 1/5") {
+		t.Errorf("retry log = %q, want 2 lines, the first naming 504 and attempt 1/5", logs)
 	}
 }
 
@@ -525,18 +525,34 @@ func TestExecuteRetries(t *testing.T) {
 	c := fr.client()
 	ctx := context.Background()
 
-	fr.failNext(2, http.StatusServiceUnavailable)
+	fr.failNext(2, http.StatusBadGateway)
 	_, err := c.Execute(ctx, target, "echo hi")
 	var herr *HTTPError
-	if !errors.As(err, &herr) || herr.StatusCode != 503 {
-		t.Fatalf("Execute behind a 503: err = %v, want a 503 HTTPError", err)
+	if !errors.As(err, &herr) || herr.StatusCode != 502 {
+		t.Fatalf("Execute behind a 502: err = %v, want a 502 HTTPError", err)
 	}
-	if want := "execute in sandbox tests/sbx-1: router 503: {"; !strings.HasPrefix(err.Error(), want) {
+	if want := "execute in sandbox tests/sbx-1: router 502: {"; !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error %q, want it to start with %q", err, want)
 	}
 	if n := len(fr.requests()); n != 1 {
 		t.Errorf("Execute made %d attempts by default, want 1", n)
 	}
+
+	// A 503 was not taken by anyone: Execute sends it again, up to
+	// Retry.Resends (default 5) times.
+	fr.reset()
+	fr.failNext(2, http.StatusServiceUnavailable)
+	res, err := c.Execute(ctx, target, "echo hi")
+	if err != nil || res.Stdout != "hi\n" || len(fr.requests()) != 3 {
+		t.Errorf("Execute behind two 503s = %+v, %v after %d requests; want hi after 3", res, err, len(fr.requests()))
+	}
+	fr.reset()
+	fr.failNext(10, http.StatusServiceUnavailable)
+	_, err = c.Execute(ctx, target, "echo hi")
+	if !errors.As(err, &herr) || herr.StatusCode != 503 || herr.Attempts != 6 || len(fr.requests()) != 6 {
+		t.Errorf("Execute behind ten 503s: err = %v after %d requests; want a 503 after 6", err, len(fr.requests()))
+	}
+	fr.failNext(0, 0)
 
 	fr.reset()
 	fr.failNext(2, http.StatusBadGateway)
@@ -547,7 +563,7 @@ func TestExecuteRetries(t *testing.T) {
 
 	fr.reset()
 	fr.failNext(2, http.StatusGatewayTimeout)
-	res, err := c.Execute(ctx, target, "echo hi", WithRetries(3))
+	res, err = c.Execute(ctx, target, "echo hi", WithRetries(3))
 	if err != nil || res.Stdout != "hi\n" {
 		t.Fatalf("Execute WithRetries(3) behind two 504s = %+v, %v; want hi", res, err)
 	}
@@ -586,18 +602,65 @@ func TestTransportErrorRetry(t *testing.T) {
 	if err == nil {
 		t.Fatal("Exists on a closed port succeeded")
 	}
-	for _, part := range []string{`exists "x" in sandbox tests/sbx-1`, base, "after 5 attempt(s)", "refused"} {
+	// A refused connection reached nothing: 5 resends, then 5 counted attempts.
+	for _, part := range []string{`exists "x" in sandbox tests/sbx-1`, base, "after 10 attempt(s)", "refused"} {
 		if !strings.Contains(err.Error(), part) {
 			t.Errorf("error %q does not mention %q", err, part)
 		}
 	}
-	if logs != 4 {
-		t.Errorf("%d retry log lines, want 4", logs)
+	if logs != 9 {
+		t.Errorf("%d retry log lines, want 9", logs)
 	}
 
 	logs = 0
+	if _, err := c.Execute(context.Background(), target, "true"); err == nil || !strings.Contains(err.Error(), "after 6 attempt(s)") || logs != 5 {
+		t.Errorf("Execute on a closed port: err = %v, %d resends; want a failure after 6 attempts", err, logs)
+	}
+	logs = 0
+	c.Retry.Resends = -1
 	if _, err := c.Execute(context.Background(), target, "true"); err == nil || !strings.Contains(err.Error(), "after 1 attempt(s)") || logs != 0 {
-		t.Errorf("Execute on a closed port: err = %v, %d retries; want a failure after 1 attempt", err, logs)
+		t.Errorf("Execute on a closed port, no resends: err = %v, %d resends; want a failure after 1 attempt", err, logs)
+	}
+}
+
+// TestResendOnlyWhatReachedNothing: Execute is sent again, after
+// WaitRouter, when the connection closed before any answer; not when the
+// answer broke off (the command ran).
+func TestResendOnlyWhatReachedNothing(t *testing.T) {
+	fr := newFakeRouter(t)
+	c := fr.client()
+	var waits int
+	c.WaitRouter = func(context.Context) error { waits++; return nil }
+	ctx := context.Background()
+	hangUp := 2
+	fr.override = func(w http.ResponseWriter, r *http.Request) bool {
+		if hangUp == 0 {
+			return false
+		}
+		hangUp--
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return true
+		}
+		conn.Close() // gone with the request unanswered, as a router pod deleted
+		return true
+	}
+	res, err := c.Execute(ctx, target, "echo again")
+	if err != nil || res.Stdout != "again\n" || waits != 2 || len(fr.requests()) != 3 {
+		t.Errorf("Execute behind two hang-ups = %+v, %v after %d requests and %d waits; want again after 3 and 2", res, err, len(fr.requests()), waits)
+	}
+
+	fr.reset()
+	waits = 0
+	fr.override = func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, `{"stdout":"par`)
+		return true // the handler returns: the answer breaks off mid-body
+	}
+	if _, err := c.Execute(ctx, target, "echo once"); err == nil || waits != 0 || len(fr.requests()) != 1 {
+		t.Errorf("Execute whose answer broke off: err = %v after %d requests and %d waits; want an error after 1 and 0", err, len(fr.requests()), waits)
 	}
 }
 
