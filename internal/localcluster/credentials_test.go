@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"gotest.tools/v3/poll"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -124,7 +126,7 @@ func testAPIServerVerifiesKubelets(ctx context.Context, t *testing.T, cp *Contro
 	logs := func(name string, f *fakeKubelet) (string, error) {
 		port := f.Listener.Addr().(*net.TCPAddr).Port
 		// Never schedulable: nothing else of the test lands on these nodes.
-		n, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
+		_, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: corev1.NodeSpec{Unschedulable: true, Taints: []corev1.Taint{
 				{Key: "sandboxtest.test/fake", Effect: corev1.TaintEffectNoSchedule},
@@ -132,9 +134,9 @@ func testAPIServerVerifiesKubelets(ctx context.Context, t *testing.T, cp *Contro
 		}, metav1.CreateOptions{})
 		assert.NilError(t, err)
 		t.Cleanup(func() { _ = cs.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
-		n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
-		_, err = cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		// A patch: kube-controller-manager updates the new node too.
+		status := fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":%d}}}}`, port)
+		_, err = cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(status), metav1.PatchOptions{}, "status")
 		assert.NilError(t, err)
 		_, err = cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -149,8 +151,12 @@ func testAPIServerVerifiesKubelets(ctx context.Context, t *testing.T, cp *Contro
 		var out []byte
 		poll.WaitOn(t, func(poll.LogT) poll.Result {
 			out, err = cs.CoreV1().Pods("default").GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
-			if err != nil && !strings.Contains(err.Error(), "x509") {
-				return poll.Continue("logs of %s: %v", name, err) // the node's status may not show yet
+			if err != nil {
+				// On failure the body is kube-apiserver's reason.
+				err = fmt.Errorf("%w: %s", err, out)
+				if !strings.Contains(err.Error(), "x509") {
+					return poll.Continue("logs of %s: %v", name, err) // the node's status may not show yet
+				}
 			}
 			return poll.Success()
 		}, poll.WithTimeout(10*time.Second), poll.WithDelay(100*time.Millisecond))
