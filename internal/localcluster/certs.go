@@ -21,12 +21,21 @@ import (
 
 // Certs names the PEM files of the local cluster's PKI, all under Dir/pki.
 type Certs struct {
-	CACert, CAKey           string // the cluster CA (client-ca-file, root-ca-file)
+	CACert, CAKey           string // the cluster CA (client-ca-file, root-ca-file, kubelet-certificate-authority)
 	ServingCert, ServingKey string // kube-apiserver serving cert: 127.0.0.1, localhost, kubernetes.default...
 	AdminCert, AdminKey     string // client cert: CN=sandboxtest-admin, O=system:masters
-	ServiceAccountKey       string // RSA private key signing service account tokens
-	ServiceAccountPub       string // its public key
-	ca                      *CA
+	// KubeletClientCert and KubeletClientKey are what kube-apiserver
+	// presents to the kubelet API: CN=KubeletClientUser, no groups.
+	KubeletClientCert, KubeletClientKey string
+	ServiceAccountKey                   string // RSA private key signing service account tokens
+	ServiceAccountPub                   string // its public key
+	// EtcdCACert is the CA etcd trusts, for clients and peers. It is not
+	// the cluster CA: kube-controller-manager signs approved CSRs with that
+	// one, and no such certificate may reach etcd. Its key stays in memory.
+	EtcdCACert                    string
+	EtcdServerCert, EtcdServerKey string // etcd's serving and peer cert: 127.0.0.1
+	EtcdClientCert, EtcdClientKey string // kube-apiserver's etcd client cert
+	ca, etcdCA                    *CA
 }
 
 // CA returns the cluster CA, which can issue more certificates (for example a
@@ -149,6 +158,10 @@ func randSerial() (*big.Int, error) {
 // AdminUser is the admin client certificate's common name; its group is system:masters.
 const AdminUser = "sandboxtest-admin"
 
+// KubeletClientUser is the common name of kube-apiserver's client certificate
+// for kubelet APIs: the only client the process node's kubelet API serves.
+const KubeletClientUser = "kube-apiserver-kubelet-client"
+
 // writeCerts generates the cluster PKI into dir (created; files overwritten).
 // serviceIP is the first address of the service range (the kubernetes Service).
 func writeCerts(dir string, serviceIP net.IP) (*Certs, error) {
@@ -159,6 +172,10 @@ func writeCerts(dir string, serviceIP net.IP) (*Certs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("making CA: %w", err)
 	}
+	etcdCA, err := NewCA("sandboxtest-etcd-ca")
+	if err != nil {
+		return nil, fmt.Errorf("making etcd CA: %w", err)
+	}
 	c := &Certs{
 		CACert:            filepath.Join(dir, "ca.crt"),
 		CAKey:             filepath.Join(dir, "ca.key"),
@@ -166,17 +183,26 @@ func writeCerts(dir string, serviceIP net.IP) (*Certs, error) {
 		ServingKey:        filepath.Join(dir, "apiserver.key"),
 		AdminCert:         filepath.Join(dir, "admin.crt"),
 		AdminKey:          filepath.Join(dir, "admin.key"),
+		KubeletClientCert: filepath.Join(dir, "apiserver-kubelet-client.crt"),
+		KubeletClientKey:  filepath.Join(dir, "apiserver-kubelet-client.key"),
 		ServiceAccountKey: filepath.Join(dir, "sa.key"),
 		ServiceAccountPub: filepath.Join(dir, "sa.pub"),
+		EtcdCACert:        filepath.Join(dir, "etcd-ca.crt"),
+		EtcdServerCert:    filepath.Join(dir, "etcd-server.crt"),
+		EtcdServerKey:     filepath.Join(dir, "etcd-server.key"),
+		EtcdClientCert:    filepath.Join(dir, "apiserver-etcd-client.crt"),
+		EtcdClientKey:     filepath.Join(dir, "apiserver-etcd-client.key"),
 		ca:                ca,
+		etcdCA:            etcdCA,
 	}
 	caKeyDER, err := x509.MarshalPKCS8PrivateKey(ca.Key)
 	if err != nil {
 		return nil, err
 	}
 	files := map[string][]byte{
-		c.CACert: ca.CertPEM(),
-		c.CAKey:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: caKeyDER}),
+		c.CACert:     ca.CertPEM(),
+		c.CAKey:      pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: caKeyDER}),
+		c.EtcdCACert: etcdCA.CertPEM(),
 	}
 
 	ips := []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}
@@ -200,6 +226,30 @@ func writeCerts(dir string, serviceIP net.IP) (*Certs, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("issuing admin client cert: %w", err)
+	}
+	files[c.KubeletClientCert], files[c.KubeletClientKey], err = ca.Issue(CertRequest{
+		CommonName: KubeletClientUser,
+		Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuing kube-apiserver's kubelet client cert: %w", err)
+	}
+	// etcd's one certificate serves clients and peers and, as a peer, is a
+	// client too.
+	files[c.EtcdServerCert], files[c.EtcdServerKey], err = etcdCA.Issue(CertRequest{
+		CommonName: "etcd",
+		IPs:        []net.IP{net.ParseIP("127.0.0.1")},
+		Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuing etcd serving cert: %w", err)
+	}
+	files[c.EtcdClientCert], files[c.EtcdClientKey], err = etcdCA.Issue(CertRequest{
+		CommonName: "kube-apiserver-etcd-client",
+		Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuing kube-apiserver's etcd client cert: %w", err)
 	}
 
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)

@@ -2,7 +2,9 @@ package localcluster
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -55,16 +57,30 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 	if runners != nil {
 		runners(reg)
 	}
+	// kube-apiserver checks the kubelet's certificate against the cluster CA
+	// (--kubelet-certificate-authority) at the node's address.
+	servingCert, servingKey, err := cp.Certs.CA().Issue(CertRequest{
+		CommonName: "system:node:" + processnode.DefaultName,
+		IPs:        []net.IP{net.ParseIP("127.0.0.1")},
+		Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	if err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("localcluster: issuing the node's kubelet serving certificate: %w", err)
+	}
 	c.Node, err = processnode.Start(ctx, processnode.Config{
-		Client:       cs,
-		Kubeconfig:   cp.Kubeconfig,
-		Dir:          filepath.Join(cp.Dir, "node"),
-		Runners:      reg,
-		ClientCA:     cp.Certs.CA().CertPEM(),
-		Log:          cp.log,
-		PodCIDR:      opts.PodCIDR,
-		APIServer:    strings.TrimPrefix(cp.APIServerURL, "https://"),
-		APIServiceIP: kubernetesServiceIP().String(),
+		Client:        cs,
+		Kubeconfig:    cp.Kubeconfig,
+		Dir:           filepath.Join(cp.Dir, "node"),
+		Runners:       reg,
+		ServingCert:   servingCert,
+		ServingKey:    servingKey,
+		ClientCA:      cp.Certs.CA().CertPEM(),
+		APIServerUser: KubeletClientUser,
+		Log:           cp.log,
+		PodCIDR:       opts.PodCIDR,
+		APIServer:     strings.TrimPrefix(cp.APIServerURL, "https://"),
+		APIServiceIP:  kubernetesServiceIP().String(),
 	})
 	if err != nil {
 		c.Stop()

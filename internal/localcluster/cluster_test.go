@@ -3,6 +3,8 @@ package localcluster_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -75,6 +77,51 @@ func TestLocalCluster(t *testing.T) {
 		assert.Check(t, is.Equal(n.Status.Addresses[0].Address, "127.0.0.1"))
 		assert.Check(t, n.Status.DaemonEndpoints.KubeletEndpoint.Port > 0)
 		assert.Check(t, is.Equal(n.Labels[processnode.LocalNodeLabel], "true"))
+	})
+
+	// The node's kubelet API runs commands in pods: it serves kube-apiserver
+	// (the subtests below go through it) and nobody else.
+	t.Run("kubelet API refuses strangers", func(t *testing.T) {
+		roots := x509.NewCertPool()
+		roots.AddCert(c.Certs.CA().Cert) // its serving certificate is the cluster CA's, for 127.0.0.1
+		url := "https://" + c.Node.Addr + "/containerLogs/default/any/any"
+		get := func(cert *tls.Certificate) (int, string, error) {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
+				GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+					if cert == nil {
+						return &tls.Certificate{}, nil
+					}
+					return cert, nil
+				}}}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr}).Get(url)
+			if err != nil {
+				return 0, "", err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body), nil
+		}
+		issue := func(ca *localcluster.CA, cn string, groups ...string) *tls.Certificate {
+			certPEM, keyPEM, err := ca.Issue(localcluster.CertRequest{CommonName: cn, Organization: groups,
+				Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+			assert.NilError(t, err)
+			pair, err := tls.X509KeyPair(certPEM, keyPEM)
+			assert.NilError(t, err)
+			return &pair
+		}
+		other, err := localcluster.NewCA("another-ca")
+		assert.NilError(t, err)
+
+		_, _, err = get(nil)
+		assert.Check(t, is.ErrorContains(err, "tls: certificate required"))
+		_, _, err = get(issue(other, localcluster.KubeletClientUser))
+		assert.Check(t, is.ErrorContains(err, "tls: unknown certificate authority"))
+		// The cluster CA's admin, as anyone with an approved CSR could be.
+		code, body, err := get(issue(c.Certs.CA(), localcluster.AdminUser, "system:masters"))
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(code, http.StatusForbidden))
+		assert.Check(t, is.Contains(body, "may not use the kubelet API"))
 	})
 
 	t.Run("claim, kubelet API and delete", func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -91,10 +93,13 @@ type ControlPlane struct {
 	Certs *Certs
 	// APIServerURL is https://127.0.0.1:<port>.
 	APIServerURL string
-	// EtcdURL is http://127.0.0.1:<port>.
+	// EtcdURL is https://127.0.0.1:<port>; etcd requires a client
+	// certificate from the etcd CA (Certs.EtcdClientCert).
 	EtcdURL string
 	// AdminToken is a bearer token for the admin user (--token-auth-file).
 	AdminToken string
+
+	etcdPeerURL string // https://127.0.0.1:<port>, mutual TLS as EtcdURL
 
 	log     io.Writer
 	timeout time.Duration
@@ -255,17 +260,24 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 	return c, nil
 }
 
+// startEtcd serves etcd over mutual TLS on loopback ports, clients and peer
+// alike: it speaks only to holders of a certificate from the etcd CA
+// (kube-apiserver), not to every local user.
 func (c *ControlPlane) startEtcd(ctx context.Context) error {
 	t := time.Now()
 	dataDir := filepath.Join(c.Dir, "etcd")
-	var clientURL string
-	_, err := c.startRetryingPorts(ctx, compEtcd, func() ([]string, error) {
+	client, err := c.etcdHTTPClient()
+	if err != nil {
+		return err
+	}
+	var clientURL, peerURL string
+	_, err = c.startRetryingPorts(ctx, compEtcd, func() ([]string, error) {
 		ports, err := c.freePorts(2)
 		if err != nil {
 			return nil, err
 		}
-		clientURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-		peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+		clientURL = fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+		peerURL = fmt.Sprintf("https://127.0.0.1:%d", ports[1])
 		if err := os.RemoveAll(dataDir); err != nil {
 			return nil, err
 		}
@@ -278,18 +290,47 @@ func (c *ControlPlane) startEtcd(ctx context.Context) error {
 			"--initial-advertise-peer-urls", peerURL,
 			"--initial-cluster", "sandboxtest=" + peerURL,
 			"--initial-cluster-state", "new",
+			"--client-cert-auth",
+			"--trusted-ca-file", c.Certs.EtcdCACert,
+			"--cert-file", c.Certs.EtcdServerCert,
+			"--key-file", c.Certs.EtcdServerKey,
+			"--peer-client-cert-auth",
+			"--peer-trusted-ca-file", c.Certs.EtcdCACert,
+			"--peer-cert-file", c.Certs.EtcdServerCert,
+			"--peer-key-file", c.Certs.EtcdServerKey,
 			// Throwaway data: skip fsync, which dominates etcd's cost on slow disks.
 			"--unsafe-no-fsync",
 		}, nil
 	}, func(ctx context.Context) error {
-		return httpOK(ctx, http.DefaultClient, clientURL+"/health", `"health":"true"`)
+		return httpOK(ctx, client, clientURL+"/health", `"health":"true"`)
 	})
+	client.CloseIdleConnections()
 	if err != nil {
 		return err
 	}
-	c.EtcdURL = clientURL
+	c.EtcdURL, c.etcdPeerURL = clientURL, peerURL
 	c.logf("etcd ready in %s", since(t))
 	return nil
+}
+
+// etcdHTTPClient speaks to etcd as kube-apiserver does, with its etcd
+// client certificate.
+func (c *ControlPlane) etcdHTTPClient() (*http.Client, error) {
+	ca, err := os.ReadFile(c.Certs.EtcdCACert)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("no certificate in %s", c.Certs.EtcdCACert)
+	}
+	pair, err := tls.LoadX509KeyPair(c.Certs.EtcdClientCert, c.Certs.EtcdClientKey)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{pair},
+	}}}, nil
 }
 
 func (c *ControlPlane) startAPIServer(ctx context.Context, tokenFile string) error {
@@ -308,6 +349,9 @@ func (c *ControlPlane) startAPIServer(ctx context.Context, tokenFile string) err
 		}
 		return []string{
 			"--etcd-servers", c.EtcdURL,
+			"--etcd-cafile", c.Certs.EtcdCACert,
+			"--etcd-certfile", c.Certs.EtcdClientCert,
+			"--etcd-keyfile", c.Certs.EtcdClientKey,
 			"--bind-address", "127.0.0.1",
 			"--secure-port", strconv.Itoa(ports[0]),
 			"--cert-dir", filepath.Join(c.Dir, "pki"),
@@ -315,8 +359,11 @@ func (c *ControlPlane) startAPIServer(ctx context.Context, tokenFile string) err
 			"--tls-private-key-file", c.Certs.ServingKey,
 			"--client-ca-file", c.Certs.CACert,
 			"--token-auth-file", tokenFile,
-			"--kubelet-client-certificate", c.Certs.AdminCert,
-			"--kubelet-client-key", c.Certs.AdminKey,
+			// The process node serves only this identity, and kube-apiserver
+			// talks to no kubelet whose certificate the cluster CA did not sign.
+			"--kubelet-client-certificate", c.Certs.KubeletClientCert,
+			"--kubelet-client-key", c.Certs.KubeletClientKey,
+			"--kubelet-certificate-authority", c.Certs.CACert,
 			"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file", c.Certs.ServiceAccountPub,
 			"--service-account-signing-key-file", c.Certs.ServiceAccountKey,

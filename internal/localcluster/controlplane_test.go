@@ -127,6 +127,8 @@ func TestControlPlane(t *testing.T) {
 	}
 
 	testClaimMakesSandboxAndPod(ctx, t, cp)
+	t.Run("etcd refuses strangers", func(t *testing.T) { testEtcdRefusesStrangers(ctx, t, cp) })
+	t.Run("kube-apiserver verifies kubelets", func(t *testing.T) { testAPIServerVerifiesKubelets(ctx, t, cp) })
 
 	// Stop leaves no process and frees every port.
 	cp.mu.Lock()

@@ -6,16 +6,11 @@ package processnode
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -51,10 +46,18 @@ type Config struct {
 	Kubeconfig string               // handed to pods that talk to the API server (the router)
 	Dir        string               // pods' folders and container logs; required
 	Runners    *Registry            // required; see DefaultRegistry
-	// ClientCA, when set (PEM), makes the kubelet API require client
-	// certificates it signed, as kube-apiserver presents with --kubelet-client-certificate.
-	ClientCA []byte
-	Log      io.Writer // node lifecycle lines; default discard
+	// The kubelet API serves exec, logs and port-forward, so it serves
+	// kube-apiserver alone; all four are required. ServingCert and
+	// ServingKey (PEM) are its certificate for 127.0.0.1, from the CA
+	// kube-apiserver checks kubelets with (--kubelet-certificate-authority).
+	// A client must present a certificate ClientCA (PEM) signed, and the
+	// certificate's common name must be APIServerUser (that of
+	// kube-apiserver's --kubelet-client-certificate): other clients get
+	// 403 Forbidden.
+	ServingCert, ServingKey []byte
+	ClientCA                []byte
+	APIServerUser           string
+	Log                     io.Writer // node lifecycle lines; default discard
 	// PodPidsLimit bounds each pod's processes; default DefaultPodPidsLimit.
 	PodPidsLimit int64
 	// PodCIDR is the network of isolated pods, in a network namespace of
@@ -93,7 +96,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // virtual-kubelet listens itself; the port was free a moment ago
-	tlsCfg, err := kubeletTLS(cfg.ClientCA)
+	tlsCfg, err := kubeletTLS(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		func(c *nodeutil.NodeConfig) error {
 			c.HTTPListenAddr = addr
 			c.TLSConfig = tlsCfg
-			c.Handler = mux
+			c.Handler = onlyUser(cfg.APIServerUser, cfg.Name, mux)
 			c.EventRecorder = p.recorder
 			c.NumWorkers = 4
 			return nil
@@ -251,37 +254,42 @@ func describeNode(nd *corev1.Node, port int) {
 	}
 }
 
-// kubeletTLS makes a self-signed serving certificate for 127.0.0.1;
-// kube-apiserver does not verify kubelet certificates unless told to.
-func kubeletTLS(clientCA []byte) (*tls.Config, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// kubeletTLS is the kubelet API's TLS: the given serving certificate, and
+// client certificates ClientCA signed required.
+func kubeletTLS(cfg Config) (*tls.Config, error) {
+	if len(cfg.ServingCert) == 0 || len(cfg.ServingKey) == 0 || len(cfg.ClientCA) == 0 || cfg.APIServerUser == "" {
+		return nil, errors.New("processnode: Config.ServingCert, ServingKey, ClientCA and APIServerUser are required: " +
+			"the kubelet API runs commands in pods, and serves kube-apiserver only")
+	}
+	pair, err := tls.X509KeyPair(cfg.ServingCert, cfg.ServingKey)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("processnode: kubelet serving certificate: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "sandboxtest-process-node"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP(loopbackHostIP)},
-		DNSNames:     []string{"localhost"},
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(cfg.ClientCA) {
+		return nil, errors.New("processnode: ClientCA holds no PEM certificate")
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cfg := &tls.Config{
+	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-	}
-	if len(clientCA) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(clientCA) {
-			return nil, errors.New("processnode: ClientCA holds no PEM certificate")
+		Certificates: []tls.Certificate{pair},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}, nil
+}
+
+// onlyUser serves the requests whose verified client certificate's common
+// name is user: a certificate from the right CA is not enough, since the
+// cluster CA also signs every approved CSR.
+func onlyUser(user, node string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		who := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+			who = r.TLS.VerifiedChains[0][0].Subject.CommonName
 		}
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
+		if who != user {
+			http.Error(w, fmt.Sprintf("Forbidden: user %q may not use the kubelet API of node %s (only %q may)", who, node, user), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
