@@ -16,6 +16,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -337,6 +339,10 @@ func (c *Client) attempt(ctx context.Context, req request, header http.Header, a
 	}))
 	resp, err := c.httpClient().Do(hreq)
 	if err != nil {
+		if untrusted(err) {
+			// Sending again changes nothing: the transport needs the CA.
+			return nil, fmt.Errorf("%s: router at %s: %w", req.op, base, err)
+		}
 		return &retryable{base: base, err: err, unreached: !wrote.Load() || closedWithoutAnswer(err)}, nil
 	}
 	// No draining before Close: every path that keeps the connection
@@ -385,6 +391,16 @@ func (c *Client) attempt(ctx context.Context, req request, header http.Header, a
 // closedWithoutAnswer says whether a transport error is the connection
 // ending before any byte of an answer: what a client sees when the router
 // (or the port-forward in front of it) goes away with the request unread.
+// untrusted reports a TLS handshake that failed on the certificate: the
+// router's (or Gateway's) CA is not the transport's, which no retry mends.
+func untrusted(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid)
+}
+
 func closedWithoutAnswer(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)

@@ -780,3 +780,28 @@ func TestRetryWait(t *testing.T) {
 		}
 	}
 }
+
+// TestUntrustedCertificateIsFinal: a router whose certificate the transport
+// does not trust fails the call at once, naming the cause: no resend, no
+// retry, no wait for the router.
+func TestUntrustedCertificateIsFinal(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the request got through: %s %s", r.Method, r.URL)
+	}))
+	defer srv.Close()
+	var logs, waits int
+	c := &Client{
+		BaseURL:    func() string { return srv.URL },
+		HTTP:       &http.Client{Transport: &http.Transport{}}, // the system's roots
+		Retry:      RetryPolicy{Backoff: time.Millisecond},
+		Log:        func(string, ...any) { logs++ },
+		WaitRouter: func(context.Context) error { waits++; return nil },
+	}
+	_, err := c.Execute(context.Background(), target, "true")
+	if err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") || !strings.Contains(err.Error(), srv.URL) {
+		t.Errorf("err = %v, want the certificate error and the router's URL", err)
+	}
+	if logs != 0 || waits != 0 {
+		t.Errorf("%d retries and %d waits for the router; want none", logs, waits)
+	}
+}
