@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/processnode"
 )
 
 // LocalStatus is `local status -o json|yaml`.
@@ -27,7 +28,11 @@ type LocalStatus struct {
 func localCommand() *cobra.Command {
 	var dir string
 	var timeout time.Duration
+	var podCIDR string
 	var serve localcluster.ServeOptions
+	podCIDRFlag := func(fs *pflag.FlagSet) {
+		fs.StringVar(&podCIDR, "pod-cidr", processnode.DefaultPodCIDR, "IPv4 network of the pods, in the cluster's own network namespace (clusters side by side may use the same)")
+	}
 	dirFlag := func(fs *pflag.FlagSet) {
 		def, err := localcluster.DefaultDir()
 		if err != nil {
@@ -54,7 +59,7 @@ func localCommand() *cobra.Command {
 			start := time.Now()
 			kc, err := localcluster.Up(c.Context(), localcluster.UpOptions{
 				Dir: dir, Timeout: timeout, Log: os.Stderr,
-				Command: []string{exe, "local", "serve", "--dir", dir},
+				Command: []string{exe, "local", "serve", "--dir", dir, "--pod-cidr", podCIDR},
 			})
 			if err != nil {
 				return err
@@ -65,6 +70,7 @@ func localCommand() *cobra.Command {
 		},
 	}
 	dirFlag(up.Flags())
+	podCIDRFlag(up.Flags())
 	up.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up when not ready after this long (the first run builds binaries for several minutes)")
 
 	env := &cobra.Command{
@@ -156,10 +162,11 @@ func localCommand() *cobra.Command {
 		Short: "run the local cluster in the foreground until interrupted (what 'up' and sandboxtest.Main start)",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return localcluster.Serve(c.Context(), localcluster.Options{Dir: dir, Log: os.Stderr}, serve)
+			return localcluster.Serve(c.Context(), localcluster.Options{Dir: dir, Log: os.Stderr, PodCIDR: podCIDR}, serve)
 		},
 	}
 	dirFlag(serveCmd.Flags())
+	podCIDRFlag(serveCmd.Flags())
 	serveCmd.Flags().BoolVar(&serve.ExitWithStdin, "exit-with-stdin", false, "also stop when standard input closes (the parent process holding it is done or gone)")
 	serveCmd.Flags().BoolVar(&serve.RemoveDir, "remove-dir", false, "remove the whole state directory, log included, on the way down (a temporary directory)")
 

@@ -134,3 +134,14 @@ func BenchmarkNetworkStart(b *testing.B) {
 		sb.Kill()
 	}
 }
+
+func TestNetworkRefusesABadCIDR(t *testing.T) {
+	for cidr, want := range map[string]string{
+		"10.244.0.0":    "not an IPv4 CIDR",
+		"fd00::/64":     "not an IPv4 CIDR",
+		"10.244.0.0/31": "too small",
+	} {
+		_, err := StartNetwork(NetworkConfig{CIDR: cidr})
+		assert.Check(t, is.ErrorContains(err, want), cidr)
+	}
+}
