@@ -49,12 +49,24 @@ while [ -n "$frontier" ]; do
 	pids="$pids $next"
 	frontier=$(echo $next)
 done
-printf '%8s %8s %8s  %s\n' PID PSS_MB RSS_MB PROCESS
+# Per process: PSS, RSS, and RSS split into anonymous memory (private to
+# the process) and file-backed pages (mostly the executable's code, shared
+# by every process that runs the same binary, here or in another cluster).
+# PSS divides shared pages among all their users, so it falls when other
+# clusters on the machine run the same binaries; the cluster's own figure is
+# "alone": every process's anonymous memory plus, for each executable, the
+# file-backed pages of the process that has most of them resident.
+printf '%8s %8s %8s %8s %8s  %s\n' PID PSS_MB RSS_MB ANON_MB FILE_MB PROCESS
 for p in $pids; do
 	[ -r /proc/"$p"/smaps_rollup ] || continue
 	name=$(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-60)
-	awk -v p="$p" -v n="$name" '/^Rss:/ {r = $2} /^Pss:/ {s = $2}
-		END {printf "%8d %8.1f %8.1f  %s\n", p, s / 1024, r / 1024, n}' /proc/"$p"/smaps_rollup
+	exe=$(readlink /proc/"$p"/exe 2>/dev/null || echo "?$p")
+	awk -v p="$p" -v n="$name" -v e="$exe" '/^Rss:/ {r = $2} /^Pss:/ {s = $2} /^Anonymous:/ {a = $2}
+		END {printf "%8d %8.1f %8.1f %8.1f %8.1f  %s\t%s\n", p, s / 1024, r / 1024, a / 1024, (r - a) / 1024, n, e}' /proc/"$p"/smaps_rollup
 done | sort -k2 -n -r >"$work/table"
-cat "$work/table"
-awk '{s += $2; r += $3} END {printf "%8s %8.1f %8.1f  total of %d processes\n", "", s, r, NR}' "$work/table"
+cut -f1 "$work/table"
+awk -F'\t' '{split($1, f, " +"); i = (f[1] == "") ? 1 : 0; pss += f[2+i]; rss += f[3+i]; anon += f[4+i]
+		if (f[5+i] > file[$2]) file[$2] = f[5+i]; n++}
+	END {for (e in file) fl += file[e]
+		printf "%8s %8.1f %8.1f %8.1f %8.1f  total of %d processes\n", "", pss, rss, anon, fl, n
+		printf "alone: %.1f MB (anonymous %.1f + file-backed %.1f, each executable counted once)\n", anon + fl, anon, fl}' "$work/table"
