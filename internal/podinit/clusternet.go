@@ -272,10 +272,14 @@ func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer)
 		if err != nil {
 			return launched{}, err
 		}
-		go func() { _, _ = io.Copy(stderr, pr); pr.Close() }()
+		copied := make(chan struct{})
+		go func() { _, _ = io.Copy(stderr, pr); pr.Close(); close(copied) }()
 		defer pw.Close()
+		// The init's complaints are all in stderr by the time it is
+		// reported ended (the caller reads them then).
+		endedAfterCopy := func(err error) { go func() { <-copied; ended(err) }() }
 		req := inpod.Message{Op: inpod.OpSpawn, Argv: []string{inpod.RoleInit, cfg.Hostname}, Config: &Config{UID: cfg.UID, GID: cfg.GID, Hostname: cfg.Hostname, Net: cfg.Net}}
-		r, err := n.call(context.Background(), req, ended, conn, pw)
+		r, err := n.call(context.Background(), req, endedAfterCopy, conn, pw)
 		if err != nil {
 			return launched{}, err
 		}
