@@ -227,7 +227,12 @@ func (n *Network) DialContext(ctx context.Context, network, addr string) (net.Co
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: stringAddr(addr), Err: err}
 	}
-	return fileConn(r.files)
+	f, err := oneSocket(r.files)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: stringAddr(addr), Err: err}
+	}
+	defer f.Close()
+	return net.FileConn(f)
 }
 
 // Listen opens a listener inside the cluster network (on the bridge's
@@ -238,21 +243,21 @@ func (n *Network) Listen(network, addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("podinit: listening on %s in the cluster network: %w", addr, err)
 	}
-	if len(r.files) != 1 {
-		inpod.CloseAll(r.files)
-		return nil, fmt.Errorf("podinit: listening on %s: no socket came back", addr)
+	f, err := oneSocket(r.files)
+	if err != nil {
+		return nil, fmt.Errorf("podinit: listening on %s: %w", addr, err)
 	}
-	defer r.files[0].Close()
-	return net.FileListener(r.files[0])
+	defer f.Close()
+	return net.FileListener(f)
 }
 
-func fileConn(files []*os.File) (net.Conn, error) {
+// oneSocket is the descriptor a dial or listen request brought back.
+func oneSocket(files []*os.File) (*os.File, error) {
 	if len(files) != 1 {
 		inpod.CloseAll(files)
-		return nil, errors.New("podinit: no socket came back from the cluster network")
+		return nil, errors.New("no socket came back from the cluster network")
 	}
-	defer files[0].Close()
-	return net.FileConn(files[0])
+	return files[0], nil
 }
 
 type stringAddr string
@@ -404,7 +409,7 @@ func (h *netHelper) setup(cfg NetworkConfig) error {
 // fd 2: its stderr) and plugs it into the bridge.
 func (h *netHelper) spawn(m inpod.Message, files []*os.File) {
 	defer inpod.CloseAll(files)
-	fail := func(err error) { _ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: err.Error()}) }
+	fail := func(err error) { h.fail(m.ID, err) }
 	if len(files) != 2 || m.Config == nil || m.Config.Net == nil {
 		fail(errors.New("spawn: want a config with the pod's address, the init's socket and its stderr"))
 		return
@@ -464,33 +469,42 @@ func (h *netHelper) dial(m inpod.Message) {
 	d := net.Dialer{Timeout: time.Duration(m.TimeoutMS) * time.Millisecond}
 	conn, err := d.Dial(m.Network, m.Addr)
 	if err != nil {
-		_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: unwrapOpError(err).Error()})
+		h.fail(m.ID, unwrapOpError(err))
 		return
 	}
-	defer conn.Close()
-	f, err := conn.(interface{ File() (*os.File, error) }).File()
-	if err != nil {
-		_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: err.Error()})
-		return
-	}
-	defer f.Close()
-	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: m.ID}, f)
+	h.sendSocket(m.ID, conn.(socket))
 }
 
 func (h *netHelper) listen(m inpod.Message) {
 	ln, err := net.Listen(m.Network, m.Addr)
 	if err != nil {
-		_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: err.Error()})
+		h.fail(m.ID, err)
 		return
 	}
-	defer ln.Close()
-	f, err := ln.(interface{ File() (*os.File, error) }).File()
+	h.sendSocket(m.ID, ln.(socket))
+}
+
+// socket is a TCP connection or listener: its descriptor can be handed on.
+type socket interface {
+	File() (*os.File, error)
+	Close() error
+}
+
+// sendSocket answers request id with a duplicate of sock's descriptor and
+// closes sock: the node's copy is the one that lives on.
+func (h *netHelper) sendSocket(id int, sock socket) {
+	defer sock.Close()
+	f, err := sock.File()
 	if err != nil {
-		_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: m.ID, Error: err.Error()})
+		h.fail(id, err)
 		return
 	}
 	defer f.Close()
-	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: m.ID}, f)
+	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: id}, f)
+}
+
+func (h *netHelper) fail(id int, err error) {
+	_ = h.c.Send(inpod.Message{Op: inpod.OpError, ID: id, Error: err.Error()})
 }
 
 // unwrapOpError keeps the cause ("connection refused") without the helper's
