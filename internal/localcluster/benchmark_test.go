@@ -46,20 +46,35 @@ func BenchmarkStart(b *testing.B) {
 // cold pool (replicas 0), watched, one claim at a time; each claim is deleted
 // before the next: go test -bench ColdClaim -benchtime 20x ./internal/localcluster
 func BenchmarkColdClaimReady(b *testing.B) {
+	tmpl, pool := templateAndPool("bench", runtimeImage)
+	_, ext := benchCluster(b, tmpl, pool)
+	coldClaims(b, ext)
+}
+
+// benchCluster starts a local cluster, stopped when the benchmark ends,
+// with tmpl and pool (both named "bench").
+func benchCluster(b *testing.B, tmpl *extv1beta1.SandboxTemplate, pool *extv1beta1.SandboxWarmPool) (*localcluster.Cluster, extclient.Interface) {
+	b.Helper()
 	ctx := context.Background()
 	c, err := localcluster.Start(ctx, localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Stop()
+	b.Cleanup(func() { c.Stop() })
 	ext := extclient.NewForConfigOrDie(c.RESTConfig)
-	tmpl, pool := templateAndPool("bench", runtimeImage)
 	if _, err := ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
+	return c, ext
+}
+
+// coldClaims times claims from pool "bench" to Ready, one at a time, each
+// deleted (untimed) before the next, and reports the percentiles.
+func coldClaims(b *testing.B, ext extclient.Interface) {
+	ctx := context.Background()
 	var lat []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
@@ -73,6 +88,25 @@ func BenchmarkColdClaimReady(b *testing.B) {
 		b.StartTimer()
 	}
 	reportPercentiles(b, "ready", lat)
+}
+
+// readySandboxPod claims a sandbox from pool "bench" and returns its pod once Ready.
+func readySandboxPod(b *testing.B, c *localcluster.Cluster, ext extclient.Interface) *corev1.Pod {
+	b.Helper()
+	ctx := context.Background()
+	_, name, err := claimReady(ctx, ext, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl, err := ext.ExtensionsV1beta1().SandboxClaims(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pod, err := kubernetes.NewForConfigOrDie(c.RESTConfig).CoreV1().Pods(ns).Get(ctx, cl.Status.SandboxStatus.Name, metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pod
 }
 
 // claimReady creates a claim and watches it until Ready=True.
@@ -119,34 +153,11 @@ func reportPercentiles(b *testing.B, what string, ds []time.Duration) {
 }
 
 // BenchmarkRunTrue measures one POST /execute {"command":"true"} on a Ready
-// sandbox, straight to its pod IP: go test -bench RunTrue -benchtime 200x ./internal/localcluster
+// sandbox, at its pod IP (without the router): go test -bench RunTrue -benchtime 200x ./internal/localcluster
 func BenchmarkRunTrue(b *testing.B) {
-	ctx := context.Background()
-	c, err := localcluster.Start(ctx, localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Stop()
-	ext := extclient.NewForConfigOrDie(c.RESTConfig)
 	tmpl, pool := templateAndPool("bench", runtimeImage)
-	if _, err := ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	_, name, err := claimReady(ctx, ext, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cl, err := ext.ExtensionsV1beta1().SandboxClaims(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	pod, err := kubernetes.NewForConfigOrDie(c.RESTConfig).CoreV1().Pods(ns).Get(ctx, cl.Status.SandboxStatus.Name, metav1.GetOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, ext := benchCluster(b, tmpl, pool)
+	pod := readySandboxPod(b, c, ext)
 	url := "http://" + pod.Status.PodIP + ":8888/execute"
 	// Through the cluster network, as the node's port-forwards go; one
 	// kept-alive connection, as a tunnel's.
@@ -175,21 +186,10 @@ func BenchmarkRunTrue(b *testing.B) {
 // alternating: go test -run '^$' -bench GatewayRunTrue -benchtime 200x ./internal/localcluster
 func BenchmarkGatewayRunTrue(b *testing.B) {
 	ctx := context.Background()
-	c, err := localcluster.Start(ctx, localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Stop()
-	cs := kubernetes.NewForConfigOrDie(c.RESTConfig)
-	ext := extclient.NewForConfigOrDie(c.RESTConfig)
-	gw := gwclient.NewForConfigOrDie(c.RESTConfig)
 	tmpl, pool := templateAndPool("bench", runtimeImage)
-	if _, err := ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	c, ext := benchCluster(b, tmpl, pool)
+	cs := kubernetes.NewForConfigOrDie(c.RESTConfig)
+	gw := gwclient.NewForConfigOrDie(c.RESTConfig)
 	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, routerDeployment(), metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
@@ -217,18 +217,7 @@ func BenchmarkGatewayRunTrue(b *testing.B) {
 	}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	_, name, err := claimReady(ctx, ext, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cl, err := ext.ExtensionsV1beta1().SandboxClaims(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	pod, err := cs.CoreV1().Pods(ns).Get(ctx, cl.Status.SandboxStatus.Name, metav1.GetOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	pod := readySandboxPod(b, c, ext)
 	header := http.Header{"Content-Type": {"application/json"}, "X-Sandbox-ID": {pod.Name}, "X-Sandbox-Namespace": {ns},
 		"X-Sandbox-Port": {"8888"}, "X-Sandbox-Pod-IP": {pod.Status.PodIP}}
 	run := func(client *http.Client, base string) error {

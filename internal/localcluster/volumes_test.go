@@ -421,34 +421,11 @@ func (e *env) deleteClaimAndVolume(t *testing.T, claim string, pvc *corev1.Persi
 // polls the binding once a second):
 // go test -bench UpstreamTemplate -benchtime 10x ./internal/localcluster
 func BenchmarkColdClaimReadyUpstreamTemplate(b *testing.B) {
-	ctx := context.Background()
-	c, err := localcluster.Start(ctx, localcluster.Options{Dir: b.TempDir(), Log: io.Discard}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Stop()
-	ext := extclient.NewForConfigOrDie(c.RESTConfig)
 	var tmpl extv1beta1.SandboxTemplate
 	upstreamManifest(b, "python-sandbox-template.yaml", map[string]string{"SANDBOX_TEMPLATE_NAME": "bench", "SANDBOX_NAMESPACE": ns}, &tmpl)
 	var pool extv1beta1.SandboxWarmPool
 	upstreamManifest(b, "python-sandbox-warmpool.yaml", map[string]string{
 		"SANDBOX_WARMPOOL_NAME": "bench", "SANDBOX_TEMPLATE_NAME": "bench", "SANDBOX_NAMESPACE": ns}, &pool)
-	if _, err := ext.ExtensionsV1beta1().SandboxTemplates(ns).Create(ctx, &tmpl, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Create(ctx, &pool, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	var lat []time.Duration
-	for b.Loop() {
-		d, name, err := claimReady(ctx, ext, "bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, d)
-		b.StopTimer()
-		_ = ext.ExtensionsV1beta1().SandboxClaims(ns).Delete(ctx, name, metav1.DeleteOptions{})
-		b.StartTimer()
-	}
-	reportPercentiles(b, "ready", lat)
+	_, ext := benchCluster(b, &tmpl, &pool)
+	coldClaims(b, ext)
 }
