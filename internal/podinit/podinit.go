@@ -10,7 +10,6 @@
 package podinit
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/podinit/inpod"
@@ -45,9 +44,5 @@ func init() {
 	default:
 		return
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[0], err)
-		os.Exit(1)
-	}
-	os.Exit(0)
+	inpod.ExitRole(err)
 }

@@ -82,6 +82,11 @@ func init() {
 	default:
 		return
 	}
+	ExitRole(err)
+}
+
+// ExitRole ends a re-executed role: status 0, or 1 with err on stderr.
+func ExitRole(err error) {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[0], err)
 		os.Exit(1)
