@@ -88,6 +88,9 @@ func TestStopKillsChildAndGrandchild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The shell echoes after starting the grandchild, which may write its
+	// pid first: wait for the echo too, or Stop can come before it.
+	waitFileLine(t, log, 5*time.Second)
 	if !alive(p.Pid()) || !alive(gc) {
 		t.Fatalf("child %d or grandchild %d not running", p.Pid(), gc)
 	}
