@@ -28,6 +28,45 @@ type cluster struct {
 	choice      connect.Choice
 	runtime     *runtime.Client
 	leases      *kube.LeaseRenewer // renews the claims of this process's sandboxes
+
+	detachedMu sync.Mutex
+	detached   map[*Sandbox]bool // NewDetached's sandboxes not deleted yet; Main deletes the idle ones
+}
+
+// setDetached records sb as detached (on) or not.
+func (c *cluster) setDetached(sb *Sandbox, on bool) {
+	c.detachedMu.Lock()
+	defer c.detachedMu.Unlock()
+	if !on {
+		delete(c.detached, sb)
+		return
+	}
+	if c.detached == nil {
+		c.detached = map[*Sandbox]bool{}
+	}
+	c.detached[sb] = true
+}
+
+func (c *cluster) isDetached(sb *Sandbox) bool {
+	c.detachedMu.Lock()
+	defer c.detachedMu.Unlock()
+	return c.detached[sb]
+}
+
+// detachedSandboxes returns the detached sandboxes of every cluster this
+// process has connected to.
+func detachedSandboxes() []*Sandbox {
+	clustersMu.Lock()
+	defer clustersMu.Unlock()
+	var all []*Sandbox
+	for _, c := range clusters {
+		c.detachedMu.Lock()
+		for sb := range c.detached {
+			all = append(all, sb)
+		}
+		c.detachedMu.Unlock()
+	}
+	return all
 }
 
 var (

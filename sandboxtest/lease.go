@@ -52,17 +52,6 @@ func SkipOrFail(t TB, err error) {
 	t.Fatalf("%v", err)
 }
 
-var (
-	detachedMu sync.Mutex
-	detached   = map[*Sandbox]bool{}
-)
-
-func detachedOf(sb *Sandbox) bool {
-	detachedMu.Lock()
-	defer detachedMu.Unlock()
-	return detached[sb]
-}
-
 // collectingTB is the TB a detached sandbox is provisioned with: it forwards
 // to the test, but keeps the cleanups (the sandbox's end) instead of
 // registering them with t.Cleanup.
@@ -116,9 +105,7 @@ func NewDetachedE(ctx context.Context, t TB, template string, opts ...Option) (*
 	}
 	sb.t = t
 	col.take() // the sandbox's end, which Delete runs
-	detachedMu.Lock()
-	detached[sb] = true
-	detachedMu.Unlock()
+	sb.c.setDetached(sb, true)
 	return sb, nil
 }
 
@@ -126,14 +113,8 @@ func NewDetachedE(ctx context.Context, t TB, template string, opts ...Option) (*
 // tests are over those are the idle ones (fixtures.Shared's pools), which
 // nothing else deletes before their claims' shutdownTime.
 func deleteDetached() {
-	detachedMu.Lock()
-	all := make([]*Sandbox, 0, len(detached))
-	for sb := range detached {
-		all = append(all, sb)
-	}
-	detachedMu.Unlock()
 	var wg sync.WaitGroup
-	for _, sb := range all {
+	for _, sb := range detachedSandboxes() {
 		wg.Go(func() {
 			if err := sb.DeleteE(context.Background()); err != nil {
 				fmt.Fprintf(os.Stderr, "sandboxtest: deleting detached sandbox %s: %v\n", sb, err)
@@ -144,7 +125,7 @@ func deleteDetached() {
 }
 
 // Detached reports whether sb came from NewDetached and is not deleted yet.
-func (sb *Sandbox) Detached() bool { return detachedOf(sb) }
+func (sb *Sandbox) Detached() bool { return sb.c.isDetached(sb) }
 
 // Attach binds a detached sandbox to t: from now on its logs and failures
 // are t's, and Delete applies t's keep policy. Its claim needs no new

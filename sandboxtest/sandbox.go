@@ -373,9 +373,7 @@ func (sb *Sandbox) DeleteE(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return errorf("deleting %s: %w (nothing deleted)", sb, err)
 	}
-	detachedMu.Lock()
-	delete(detached, sb)
-	detachedMu.Unlock()
+	sb.c.setDetached(sb, false)
 	err, _ := sb.finish()
 	return err
 }
