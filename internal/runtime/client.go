@@ -276,6 +276,11 @@ func (c *Client) do(ctx context.Context, t Target, req request, read func(resp *
 			if failure.base == "" {
 				return fmt.Errorf("%s: no router URL after %d attempt(s): %w", req.op, attempt, failure.err)
 			}
+			var cut *bodyReadError
+			if errors.As(failure.err, &cut) {
+				return fmt.Errorf("%s: the answer through the router at %s broke off after its headers, %d attempt(s) (a command whose answer broke off is not sent again: it ran): %w",
+					req.op, failure.base, attempt, failure.err)
+			}
 			return fmt.Errorf("%s: router at %s unreachable after %d attempt(s): %w", req.op, failure.base, attempt, failure.err)
 		}
 		phase := "waiting to retry after " + summary(failure.err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -659,8 +660,12 @@ func TestResendOnlyWhatReachedNothing(t *testing.T) {
 		fmt.Fprint(w, `{"stdout":"par`)
 		return true // the handler returns: the answer breaks off mid-body
 	}
-	if _, err := c.Execute(ctx, target, "echo once"); err == nil || waits != 0 || len(fr.requests()) != 1 {
+	_, err = c.Execute(ctx, target, "echo once")
+	if err == nil || waits != 0 || len(fr.requests()) != 1 {
 		t.Errorf("Execute whose answer broke off: err = %v after %d requests and %d waits; want an error after 1 and 0", err, len(fr.requests()), waits)
+	}
+	if err != nil && (!strings.Contains(err.Error(), "broke off after its headers") || !errors.Is(err, io.ErrUnexpectedEOF)) {
+		t.Errorf("Execute whose answer broke off: err = %v; want it to say the answer broke off, wrapping io.ErrUnexpectedEOF", err)
 	}
 }
 
