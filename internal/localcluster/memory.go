@@ -1,6 +1,10 @@
 package localcluster
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+	"syscall"
+)
 
 // What the local cluster leaves out or tunes to stay small when idle (issue
 // 12: 840 MB resident with the router and one sandbox, kube-apiserver alone
@@ -39,13 +43,29 @@ var kcmControllers = strings.Join([]string{
 // default GOGC=100 lets a heap grow to twice its live size before a
 // collection; at idle that slack is much of a component's resident memory.
 // GOGC=50 costs some CPU per allocation, which the small heaps of etcd and
-// the controllers do not notice. kube-apiserver keeps the default: with
-// GOGC=50 (or a GOMEMLIMIT near its 125 to 150 MB live heap) it used 55 MB
-// less at idle but the cluster took about 5 s longer to start on 2 cores,
-// its collector busy while the CRDs are installed.
+// the controllers do not notice. kube-apiserver starts at the default: at
+// GOGC=50 from the start the cluster took about 5 s longer to start on 2
+// cores, its collector busy while the CRDs are installed. It goes to
+// apiServerIdleGOGC once the control plane is up (apiServerIdle).
 func componentEnv(name string) []string {
 	if name == compAPIServer {
-		return nil
+		return []string{"SANDBOXTEST_GOGC_ON_SIGUSR1=" + strconv.Itoa(apiServerIdleGOGC)}
 	}
 	return []string{"GOGC=50"}
+}
+
+// apiServerIdleGOGC is kube-apiserver's GC percent after the start: its
+// live heap is 125 to 150 MB (mostly the CRDs' schemas), which the default
+// lets grow to twice that.
+const apiServerIdleGOGC = 50
+
+// apiServerIdle tells kube-apiserver the busy start is over: on SIGUSR1 the
+// sandboxtest-built executable (kubeMain) sets its GC percent to
+// apiServerIdleGOGC and returns the freed heap to the system. An upstream
+// kube-apiserver from SANDBOXTEST_BIN_DIR ignores the signal, as every Go
+// program does that does not ask for it.
+func (c *ControlPlane) apiServerIdle() {
+	if p := c.proc(compAPIServer); p != nil && !p.Exited() {
+		_ = syscall.Kill(p.Pid(), syscall.SIGUSR1)
+	}
 }
