@@ -71,13 +71,15 @@ cat "$work/table"
 # and 61 (file page) set is page offset/4096+i of that file (pages a private
 # mapping copied on write are anonymous and counted above).
 for p in $pids; do
-	awk '$5 != 0 {print $1, $3, $4 ":" $5}' /proc/"$p"/maps 2>/dev/null | while read -r range off file; do
+	awk '$5 != 0 {print $1, $3, $4 ":" $5, $6}' /proc/"$p"/maps 2>/dev/null | while read -r range off file path; do
 		start=$((0x${range%-*})) end=$((0x${range#*-}))
 		dd if=/proc/"$p"/pagemap iflag=skip_bytes,count_bytes bs=1M skip=$((start / 4096 * 8)) count=$(((end - start) / 4096 * 8)) 2>/dev/null |
-			od -An -v -tx8 -w8 | awk -v f="$file" -v o=$((0x$off / 4096)) '{c = substr($1, 1, 1)} c ~ /[abef]/ {print f, o + NR - 1}'
+			od -An -v -tx8 -w8 | awk -v f="$file" -v n="$path" -v o=$((0x$off / 4096)) '{c = substr($1, 1, 1)} c ~ /[abef]/ {print f, o + NR - 1, n}'
 	done
-done | sort -u | wc -l >"$work/filepages"
-awk -v pages="$(cat "$work/filepages")" '{pss += $2; rss += $3; anon += $4; file += $5; n++}
+done | sort -u -k1,2 | awk '{n[$1]++; if (!($1 in name)) name[$1] = $3}
+	END {for (f in n) print n[f], name[f]}' | sort -n -r >"$work/files"
+awk '$1 >= 256 {printf "%8.1f MB  file pages of %s\n", $1 * 4 / 1024, $2}' "$work/files"
+awk -v pages="$(awk '{s += $1} END {print s}' "$work/files")" '{pss += $2; rss += $3; anon += $4; file += $5; n++}
 	END {fl = pages * 4 / 1024
 		printf "%8s %8.1f %8.1f %8.1f %8.1f  total of %d processes\n", "", pss, rss, anon, file, n
 		printf "alone: %.1f MB (anonymous %.1f + file pages %.1f, each page counted once)\n", anon + fl, anon, fl}' "$work/table"

@@ -1,6 +1,8 @@
 package localcluster
 
 import (
+	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,5 +69,16 @@ const apiServerIdleGOGC = 50
 func (c *ControlPlane) apiServerIdle() {
 	if p := c.proc(compAPIServer); p != nil && !p.Exited() {
 		_ = syscall.Kill(p.Pid(), syscall.SIGUSR1)
+	}
+}
+
+// nodeGOGC is the GC percent of the serving process (`local serve`: the
+// process node, the Gateway and the volume provisioner), as componentEnv's
+// for the controllers; a GOGC in its environment wins.
+const nodeGOGC = 50
+
+func tuneServingProcess() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(nodeGOGC)
 	}
 }
