@@ -5,9 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
 )
 
 // TestEnsureGroupLinksSharedMain: names that share a main package are one
@@ -50,4 +53,15 @@ func TestEnsureGroupLinksSharedMain(t *testing.T) {
 		assert.NilError(t, err)
 		assert.Equal(t, string(out), name)
 	}
+}
+
+// TestKubeMainReadsTheIdleGCVariable: the variable the control plane gives
+// kube-apiserver is the one kubeMain reads (a rename on one side only would
+// leave the idle kube-apiserver at the default GC percent, silently).
+func TestKubeMainReadsTheIdleGCVariable(t *testing.T) {
+	env := componentEnv(compAPIServer)
+	assert.Equal(t, len(env), 1)
+	name, value, _ := strings.Cut(env[0], "=")
+	assert.Check(t, is.Contains(kubeMain, `os.Getenv("`+name+`")`))
+	assert.Equal(t, value, strconv.Itoa(apiServerIdleGOGC))
 }
