@@ -54,19 +54,32 @@ done
 # by every process that runs the same binary, here or in another cluster).
 # PSS divides shared pages among all their users, so it falls when other
 # clusters on the machine run the same binaries; the cluster's own figure is
-# "alone": every process's anonymous memory plus, for each executable, the
-# file-backed pages of the process that has most of them resident.
+# "alone": every process's anonymous memory plus the file pages mapped by
+# any of them, each page counted once (the union over the processes, read
+# from /proc/PID/pagemap: kube-apiserver, kube-controller-manager and
+# kube-scheduler are one executable and map partly different pages of it).
 printf '%8s %8s %8s %8s %8s  %s\n' PID PSS_MB RSS_MB ANON_MB FILE_MB PROCESS
 for p in $pids; do
 	[ -r /proc/"$p"/smaps_rollup ] || continue
 	name=$(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-60)
-	exe=$(readlink /proc/"$p"/exe 2>/dev/null || echo "?$p")
-	awk -v p="$p" -v n="$name" -v e="$exe" '/^Rss:/ {r = $2} /^Pss:/ {s = $2} /^Anonymous:/ {a = $2}
-		END {printf "%8d %8.1f %8.1f %8.1f %8.1f  %s\t%s\n", p, s / 1024, r / 1024, a / 1024, (r - a) / 1024, n, e}' /proc/"$p"/smaps_rollup
+	awk -v p="$p" -v n="$name" '/^Rss:/ {r = $2} /^Pss:/ {s = $2} /^Anonymous:/ {a = $2}
+		END {printf "%8d %8.1f %8.1f %8.1f %8.1f  %s\n", p, s / 1024, r / 1024, a / 1024, (r - a) / 1024, n}' /proc/"$p"/smaps_rollup
 done | sort -k2 -n -r >"$work/table"
-cut -f1 "$work/table"
-awk -F'\t' '{split($1, f, " +"); i = (f[1] == "") ? 1 : 0; pss += f[2+i]; rss += f[3+i]; anon += f[4+i]
-		if (f[5+i] > file[$2]) file[$2] = f[5+i]; n++}
-	END {for (e in file) fl += file[e]
-		printf "%8s %8.1f %8.1f %8.1f %8.1f  total of %d processes\n", "", pss, rss, anon, fl, n
-		printf "alone: %.1f MB (anonymous %.1f + file-backed %.1f, each executable counted once)\n", anon + fl, anon, fl}' "$work/table"
+cat "$work/table"
+# File pages: for every mapping of a file (inode column not 0), the pagemap
+# entries of its range; an entry whose top hex digit has bits 63 (present)
+# and 61 (file page) set is page offset/4096+i of that file (pages a private
+# mapping copied on write are anonymous and counted above).
+for p in $pids; do
+	awk '$5 != 0 {print $1, $3, $4 ":" $5, $6}' /proc/"$p"/maps 2>/dev/null | while read -r range off file path; do
+		start=$((0x${range%-*})) end=$((0x${range#*-}))
+		dd if=/proc/"$p"/pagemap iflag=skip_bytes,count_bytes bs=1M skip=$((start / 4096 * 8)) count=$(((end - start) / 4096 * 8)) 2>/dev/null |
+			od -An -v -tx8 -w8 | awk -v f="$file" -v n="$path" -v o=$((0x$off / 4096)) '{c = substr($1, 1, 1)} c ~ /[abef]/ {print f, o + NR - 1, n}'
+	done
+done | sort -u -k1,2 | awk '{n[$1]++; if (!($1 in name)) name[$1] = $3}
+	END {for (f in n) print n[f], name[f]}' | sort -n -r >"$work/files"
+awk '$1 >= 256 {printf "%8.1f MB  file pages of %s\n", $1 * 4 / 1024, $2}' "$work/files"
+awk -v pages="$(awk '{s += $1} END {print s}' "$work/files")" '{pss += $2; rss += $3; anon += $4; file += $5; n++}
+	END {fl = pages * 4 / 1024
+		printf "%8s %8.1f %8.1f %8.1f %8.1f  total of %d processes\n", "", pss, rss, anon, file, n
+		printf "alone: %.1f MB (anonymous %.1f + file pages %.1f, each page counted once)\n", anon + fl, anon, fl}' "$work/table"

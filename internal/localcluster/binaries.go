@@ -40,9 +40,11 @@ const (
 
 // buildGroup is a set of binaries built together from one scratch module.
 type buildGroup struct {
-	name     string // cache key prefix
-	version  string
-	binaries map[string]string // binary name -> package path
+	name    string // cache key prefix
+	version string
+	// binaries maps each binary name to its main package. Names that share
+	// a package are one executable under several names (hard links).
+	binaries map[string]string
 	// module writes go.mod and sources into dir.
 	module func(ctx context.Context, g buildGroup, dir string) error
 	note   string // shown on first build
@@ -52,7 +54,7 @@ type buildGroup struct {
 
 // buildRecipe is part of every cache key: bump it when the way binaries are
 // built changes (flags, scratch modules), so caches rebuild.
-const buildRecipe = "b2"
+const buildRecipe = "b3"
 
 func (g buildGroup) cacheKey() string { return g.name + "-" + g.version + "-" + buildRecipe }
 
@@ -80,9 +82,10 @@ var buildGroups = []buildGroup{
 		name:    "kubernetes",
 		version: KubernetesVersion,
 		binaries: map[string]string{
-			BinKubeAPIServer:     "k8s.io/kubernetes/cmd/kube-apiserver",
-			BinControllerManager: "k8s.io/kubernetes/cmd/kube-controller-manager",
-			BinScheduler:         "k8s.io/kubernetes/cmd/kube-scheduler",
+			// One executable (kubeMain): the processes share its code pages.
+			BinKubeAPIServer:     "sandboxtest.local/kubernetes",
+			BinControllerManager: "sandboxtest.local/kubernetes",
+			BinScheduler:         "sandboxtest.local/kubernetes",
 		},
 		module:  kubernetesModule,
 		note:    "first run only, several minutes",
@@ -224,8 +227,17 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return "", err
 	}
+	built := map[string]string{} // main package -> its binary in tmp
 	for _, name := range names {
-		args := []string{"build", "-o", filepath.Join(tmp, name)}
+		out := filepath.Join(tmp, name)
+		if first, ok := built[g.binaries[name]]; ok {
+			if err := os.Link(first, out); err != nil {
+				return "", fmt.Errorf("linking %s to %s: %w", name, first, err)
+			}
+			p.built(1)
+			continue
+		}
+		args := []string{"build", "-o", out}
 		if g.ldflags != "" {
 			args = append(args, "-ldflags", g.ldflags)
 		}
@@ -233,6 +245,7 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 		if err := b.goCmd(ctx, src, append(args, g.binaries[name])...); err != nil {
 			return "", fmt.Errorf("building %s %s: %w", name, g.version, err)
 		}
+		built[g.binaries[name]] = out
 		p.built(1)
 	}
 	_ = os.RemoveAll(final)
@@ -337,12 +350,12 @@ func main() { etcdmain.Main(os.Args) }
 	})
 }
 
-func kubernetesModule(ctx context.Context, g buildGroup, dir string) error {
+func kubernetesModule(ctx context.Context, _ buildGroup, dir string) error {
 	mod, err := scratchGoMod(ctx, "sandboxtest.local/kubernetes", "k8s.io/kubernetes", KubernetesVersion, "v0"+strings.TrimPrefix(KubernetesVersion, "v1"))
 	if err != nil {
 		return err
 	}
-	return writeFiles(dir, map[string]string{"go.mod": mod, "tools.go": toolsFile(g)})
+	return writeFiles(dir, map[string]string{"go.mod": mod, "main.go": kubeMain})
 }
 
 func agentSandboxModule(ctx context.Context, g buildGroup, dir string) error {

@@ -256,6 +256,7 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 	if err := c.startController(ctx); err != nil {
 		return nil, err
 	}
+	c.apiServerIdle()
 	c.logf("control plane ready in %s (kubeconfig %s)", since(total), c.Kubeconfig)
 	return c, nil
 }

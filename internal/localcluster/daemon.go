@@ -55,6 +55,7 @@ type ServeOptions struct {
 // SIGINT/SIGTERM arrives or (with ExitWithStdin) stdin closes, then stops
 // it and removes dir's state.
 func Serve(ctx context.Context, opts Options, so ServeOptions) (err error) {
+	tuneServingProcess()
 	// First, so that a parent dying right now still gets a clean stop.
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

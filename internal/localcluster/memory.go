@@ -1,10 +1,20 @@
 package localcluster
 
-import "strings"
+import (
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+)
 
 // What the local cluster leaves out or tunes to stay small when idle (issue
 // 12: 840 MB resident with the router and one sandbox, kube-apiserver alone
 // 450 MB). BENCHMARKS.md has the figures and the command that measures them.
+// Besides what is below, kube-apiserver, kube-controller-manager and
+// kube-scheduler are one executable (kubeMain), so the code the three
+// processes run is resident once: even so, 40 % of the idle cluster's
+// memory is the code pages of its executables, which no flag shrinks.
 
 // apiGroupsOff is kube-apiserver's --runtime-config: API groups that neither
 // sandboxtest, agent-sandbox nor the router use. Jobs, CronJobs, HPAs and
@@ -39,13 +49,40 @@ var kcmControllers = strings.Join([]string{
 // default GOGC=100 lets a heap grow to twice its live size before a
 // collection; at idle that slack is much of a component's resident memory.
 // GOGC=50 costs some CPU per allocation, which the small heaps of etcd and
-// the controllers do not notice. kube-apiserver keeps the default: with
-// GOGC=50 (or a GOMEMLIMIT near its 125 to 150 MB live heap) it used 55 MB
-// less at idle but the cluster took about 5 s longer to start on 2 cores,
-// its collector busy while the CRDs are installed.
+// the controllers do not notice. kube-apiserver starts at the default: at
+// GOGC=50 from the start the cluster took about 5 s longer to start on 2
+// cores, its collector busy while the CRDs are installed. It goes to
+// apiServerIdleGOGC once the control plane is up (apiServerIdle).
 func componentEnv(name string) []string {
 	if name == compAPIServer {
-		return nil
+		return []string{"SANDBOXTEST_GOGC_ON_SIGUSR1=" + strconv.Itoa(apiServerIdleGOGC)}
 	}
 	return []string{"GOGC=50"}
+}
+
+// apiServerIdleGOGC is kube-apiserver's GC percent after the start: its
+// live heap is 125 to 150 MB (mostly the CRDs' schemas), which the default
+// lets grow to twice that.
+const apiServerIdleGOGC = 50
+
+// apiServerIdle tells kube-apiserver the busy start is over: on SIGUSR1 the
+// sandboxtest-built executable (kubeMain) sets its GC percent to
+// apiServerIdleGOGC and returns the freed heap to the system. An upstream
+// kube-apiserver from SANDBOXTEST_BIN_DIR ignores the signal, as every Go
+// program does that does not ask for it.
+func (c *ControlPlane) apiServerIdle() {
+	if p := c.proc(compAPIServer); p != nil && !p.Exited() {
+		_ = syscall.Kill(p.Pid(), syscall.SIGUSR1)
+	}
+}
+
+// nodeGOGC is the GC percent of the serving process (`local serve`: the
+// process node, the Gateway and the volume provisioner), as componentEnv's
+// for the controllers; a GOGC in its environment wins.
+const nodeGOGC = 50
+
+func tuneServingProcess() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(nodeGOGC)
+	}
 }

@@ -1,0 +1,77 @@
+package localcluster
+
+// kubeMain is the main package of the kubernetes build group:
+// kube-apiserver, kube-controller-manager and kube-scheduler as one
+// executable, which the cache holds under the three names as hard links.
+// Each process runs the command its name says; the three share one copy of
+// their common code in memory (about 110 MB less resident than three
+// executables, BENCHMARKS.md "Idle memory"). It imports for side effects
+// what the upstream mains import: the JSON log format and the client-go
+// and version metrics.
+//
+// With SANDBOXTEST_GOGC_ON_SIGUSR1=N a SIGUSR1 sets the process's GC percent
+// to N and returns the freed heap to the system: the control plane starts
+// kube-apiserver at the default and makes it thrifty once the cluster is up
+// (see apiServerIdleGOGC).
+const kubeMain = `// Command kubernetes is kube-apiserver, kube-controller-manager and
+// kube-scheduler in one executable (written by sandboxtest).
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+)
+
+func main() {
+	var cmd *cobra.Command
+	switch name := filepath.Base(os.Args[0]); name {
+	case "kube-apiserver":
+		cmd = apiserver.NewAPIServerCommand()
+	case "kube-controller-manager":
+		cmd = controllermanager.NewControllerManagerCommand()
+	case "kube-scheduler":
+		cmd = scheduler.NewSchedulerCommand()
+	default:
+		fmt.Fprintf(os.Stderr, "%s: run this program as kube-apiserver, kube-controller-manager or kube-scheduler (a link by that name)\n", name)
+		os.Exit(2)
+	}
+	gcPercentOnSignal()
+	os.Exit(cli.Run(cmd))
+}
+
+// gcPercentOnSignal: with SANDBOXTEST_GOGC_ON_SIGUSR1=N, a SIGUSR1 sets the
+// GC percent to N and returns the freed heap to the system.
+func gcPercentOnSignal() {
+	v := os.Getenv("SANDBOXTEST_GOGC_ON_SIGUSR1")
+	if v == "" {
+		return
+	}
+	percent, err := strconv.Atoi(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "SANDBOXTEST_GOGC_ON_SIGUSR1=%s: want a number\n", v)
+		os.Exit(2)
+	}
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR1)
+	go func() {
+		for range c {
+			debug.SetGCPercent(percent)
+			debug.FreeOSMemory()
+		}
+	}()
+}
+`
