@@ -180,18 +180,27 @@ func (s *Sandbox) Configure(cfg Config) error {
 	if cfg.Prep != s.prep {
 		return s.fail(fmt.Errorf("podinit: the pod init was prepared for %+v, not %+v", s.prep, cfg.Prep))
 	}
-	if s.attach != nil {
-		if cfg.Net == nil {
-			return s.fail(errors.New("podinit: a pod on the cluster network needs its address (Config.Net)"))
-		}
-		if err := s.attach(cfg.Net); err != nil {
-			return s.fail(fmt.Errorf("podinit: giving the pod its address: %w", err))
-		}
+	// The address (from the cluster network's helper) and the view (from
+	// the init) are independent: both are asked for at once.
+	attached := make(chan error, 1)
+	switch {
+	case s.attach == nil:
+		attached <- nil
+	case cfg.Net == nil:
+		return s.fail(errors.New("podinit: a pod on the cluster network needs its address (Config.Net)"))
+	default:
+		go func() { attached <- s.attach(cfg.Net) }()
 	}
-	if err := s.c.Send(inpod.Message{Op: inpod.OpConfig, Config: &cfg}); err != nil {
-		return s.fail(fmt.Errorf("podinit: sending the config: %w", err))
+	err := s.c.Send(inpod.Message{Op: inpod.OpConfig, Config: &cfg})
+	if err != nil {
+		err = fmt.Errorf("podinit: sending the config: %w", err)
+	} else {
+		err = s.awaitReady("building the pod")
 	}
-	if err := s.awaitReady("building the pod"); err != nil {
+	if aerr := <-attached; aerr != nil && err == nil {
+		err = fmt.Errorf("podinit: giving the pod its address: %w", aerr)
+	}
+	if err != nil {
 		return s.fail(err)
 	}
 	go s.readLoop()
