@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -15,8 +16,8 @@ import (
 // run, its cgroups joined, its veth plugged, its runtime server started
 // warm: podinit.Launch), then given its pod (limits, address, filesystem
 // view: use). For python-runtime pods the node launches the next init
-// ahead of need, as a spare, after each such pod's start: the next one
-// then waits only for its own part. A pod takes the spare when its Prep
+// ahead of need, as a spare, shortly after each such pod's start: the next
+// one then waits only for its own part. A pod takes the spare when its Prep
 // (user, limits, warm role) is the spare's, else starts as before. The
 // spare dies with the node: Pdeathsig for a killed node, stopAll for a
 // stopped one.
@@ -88,14 +89,32 @@ func (li *launchedInit) withStderr(err error) error {
 	return err
 }
 
+// spareDelay is how long after a pod's start the next spare is made. That
+// pod's status is then still on its way through kube-apiserver and the
+// controllers (some 50 ms), and on 2 cores making a spare meanwhile (two
+// execs of the node binary, and cgroup moves, which hold up every fork on
+// the machine) slowed the claim's Ready by about as much as the spare saved
+// (see BENCHMARKS.md).
+const spareDelay = 150 * time.Millisecond
+
 // spares holds the node's spare init.
 type spares struct {
 	mu      sync.Mutex
 	ready   *launchedInit // at most one
+	pending *pending      // the one being made, if any
 	making  sync.WaitGroup
-	busy    bool // one is being made
-	stopped bool // by stopSpares: none is made any more
-	n       int  // names the spares' cgroups
+	stopped bool          // by stopSpares: none is made any more
+	stop    chan struct{} // closed by stopSpares
+	n       int           // names the spares' cgroups
+}
+
+// pending is a spare being made. A pod that wants it closes hurry, which
+// ends its delay, and waits for done: it comes sooner than a new init would.
+type pending struct {
+	prep    podinit.Prep
+	hurry   chan struct{}
+	hurried bool
+	done    chan struct{} // closed once it is ready, or failed
 }
 
 // startInit starts the pod's init: the spare when it fits, else a new one.
@@ -120,29 +139,46 @@ func (p *Provider) startInit(r *podRun, cfg podinit.Config, containers []corev1.
 	return li.sb, li.group, nil
 }
 
-// takeSpare returns the spare if it was prepared as prep.
+// takeSpare returns the spare if it was prepared as prep, waiting for one
+// being made.
 func (p *Provider) takeSpare(prep podinit.Prep) *launchedInit {
-	p.spares.mu.Lock()
-	defer p.spares.mu.Unlock()
-	li := p.spares.ready
+	s := &p.spares
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pd := s.pending; s.ready == nil && pd != nil && pd.prep == prep {
+		if !pd.hurried {
+			close(pd.hurry)
+			pd.hurried = true
+		}
+		s.mu.Unlock()
+		<-pd.done
+		s.mu.Lock()
+	}
+	li := s.ready
 	if li == nil || li.prep != prep {
 		return nil
 	}
-	p.spares.ready = nil
+	s.ready = nil
 	return li
 }
 
-// makeSpare launches a spare for prep in the background, unless one is
-// there or under way; a spare of another Prep is replaced.
+// makeSpare launches a spare for prep in the background, after spareDelay,
+// unless one is there or under way; a spare of another Prep is replaced.
 func (p *Provider) makeSpare(prep podinit.Prep) {
 	s := &p.spares
 	s.mu.Lock()
-	if s.stopped || s.busy || (s.ready != nil && s.ready.prep == prep) {
+	if s.stopped || s.pending != nil || (s.ready != nil && s.ready.prep == prep) {
 		s.mu.Unlock()
 		return
 	}
 	old := s.ready
-	s.ready, s.busy = nil, true
+	s.ready = nil
+	if s.stop == nil {
+		s.stop = make(chan struct{})
+	}
+	stop := s.stop
+	pd := &pending{prep: prep, hurry: make(chan struct{}), done: make(chan struct{})}
+	s.pending = pd
 	s.n++
 	id := fmt.Sprintf("spare-%d", s.n)
 	s.making.Add(1)
@@ -152,20 +188,35 @@ func (p *Provider) makeSpare(prep podinit.Prep) {
 	}
 	go func() {
 		defer s.making.Done()
-		li, err := p.launch(prep, id)
-		if err != nil {
-			fmt.Fprintf(p.cfg.Log, "sandboxtest: node %s: making a spare pod init: %v\n", p.cfg.Name, err)
+		var li *launchedInit
+		select {
+		case <-time.After(spareDelay):
+		case <-pd.hurry:
+		case <-stop:
+		}
+		if !p.sparesStopped() {
+			var err error
+			if li, err = p.launch(prep, id); err != nil {
+				fmt.Fprintf(p.cfg.Log, "sandboxtest: node %s: making a spare pod init: %v\n", p.cfg.Name, err)
+			}
 		}
 		s.mu.Lock()
-		s.busy = false
+		s.pending = nil
 		if li != nil && !s.stopped {
 			s.ready, li = li, nil
 		}
 		s.mu.Unlock()
+		close(pd.done)
 		if li != nil {
 			li.kill()
 		}
 	}()
+}
+
+func (p *Provider) sparesStopped() bool {
+	p.spares.mu.Lock()
+	defer p.spares.mu.Unlock()
+	return p.spares.stopped
 }
 
 // stopSpares kills the spare and waits for the one under way, if any, to
@@ -173,6 +224,9 @@ func (p *Provider) makeSpare(prep podinit.Prep) {
 func (p *Provider) stopSpares() {
 	s := &p.spares
 	s.mu.Lock()
+	if !s.stopped && s.stop != nil {
+		close(s.stop)
+	}
 	s.stopped = true
 	li := s.ready
 	s.ready = nil
