@@ -109,7 +109,8 @@ type spares struct {
 }
 
 // pending is a spare being made. A pod that wants it closes hurry, which
-// ends its delay, and waits for done: it comes sooner than a new init would.
+// ends its delay, and waits for done: it comes no later than a new init
+// would, and no second init competes with it.
 type pending struct {
 	prep    podinit.Prep
 	hurry   chan struct{}
@@ -118,7 +119,7 @@ type pending struct {
 }
 
 // startInit starts the pod's init: the spare when it fits, else a new one.
-// A pod with a warm role has the next spare made once its own start is done.
+// A pod with a warm role has the next spare made spareDelay after its start.
 func (p *Provider) startInit(r *podRun, cfg podinit.Config, containers []corev1.Container) (*podinit.Sandbox, *podGroup, error) {
 	if cfg.Warm != "" {
 		defer p.makeSpare(cfg.Prep)

@@ -60,7 +60,7 @@ type Config struct {
 	// would bring, mounted in order after the system directories.
 	Mounts []Mount `json:"mounts,omitempty"`
 	// Net is the pod's address on the cluster network, which sets it up
-	// before the init starts (podinit.Network.Start).
+	// while the init builds the view (podinit.Sandbox.Configure).
 	Net *PodNet `json:"net,omitempty"`
 }
 
