@@ -40,7 +40,9 @@ func start(t *testing.T, uid int) (*Sandbox, string) {
 		Root: filepath.Join(dir, "root"), Hostname: "test-pod", PodIP: "127.0.0.9",
 		Mounts: []Mount{{Source: filepath.Join(dir, "app"), Target: "/app"}, {Source: filepath.Join(dir, "tmp"), Target: "/tmp"}},
 	}, nil, &stderr)
-	assert.NilError(t, err, stderr.String())
+	if err != nil { // the init has ended then, and its stderr is complete
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
 	t.Cleanup(sb.Kill)
 	return sb, dir
 }
@@ -215,13 +217,20 @@ func TestWarmRuntimeServer(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	prep := Prep{Isolated: true, UID: 1000, GID: 1000, Warm: inpod.RoleRuntimeServer}
+	// stderr is read only once the init has ended (on failure): until then
+	// it is being written.
 	sb, err := Launch(prep, nil, &stderr)
-	assert.NilError(t, err, stderr.String())
+	if err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
 	t.Cleanup(sb.Kill)
-	assert.NilError(t, sb.Configure(Config{
+	err = sb.Configure(Config{
 		Prep: prep, Root: filepath.Join(dir, "root"), Hostname: "warm-pod",
 		Mounts: []Mount{{Source: filepath.Join(dir, "app"), Target: "/app"}},
-	}), stderr.String())
+	})
+	if err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
 
 	addr := freeAddr(t)
 	logPath := filepath.Join(dir, "server.log")
