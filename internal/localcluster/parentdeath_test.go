@@ -98,6 +98,11 @@ func runClusterParent(dir string) error {
 	for !hasDescendant("sleep") { // in the sandbox's PID namespace, under its init
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The node's spare pod init, made after the sandbox's start, is among
+	// the processes that must end: the helper, two pods' inits and it.
+	for len(c.Node.Provider.Pids()) < 4 {
+		time.Sleep(20 * time.Millisecond)
+	}
 	api, _ := url.Parse(c.APIServerURL)
 	etcd, _ := url.Parse(c.EtcdURL)
 	// The pods' addresses are in the cluster's network namespace, which

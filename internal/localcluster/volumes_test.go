@@ -427,5 +427,5 @@ func BenchmarkColdClaimReadyUpstreamTemplate(b *testing.B) {
 	upstreamManifest(b, "python-sandbox-warmpool.yaml", map[string]string{
 		"SANDBOX_WARMPOOL_NAME": "bench", "SANDBOX_TEMPLATE_NAME": "bench", "SANDBOX_NAMESPACE": ns}, &pool)
 	_, ext := benchCluster(b, &tmpl, &pool)
-	coldClaims(b, ext)
+	coldClaims(b, ext, 0)
 }

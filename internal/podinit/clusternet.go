@@ -265,14 +265,28 @@ type stringAddr string
 func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
 
-// Start starts a pod init on the cluster network: the helper clones it in
-// new namespaces, network included, moves the pod's end of a veth pair
-// (eth0) into it and gives it cfg.Net's address, before the init reads cfg.
+// Start starts a pod init on the cluster network with cfg (cfg.Net its
+// address) and returns once its view is built: Launch, then Configure.
 func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	if cfg.Net == nil || !cfg.Isolated {
-		return nil, errors.New("podinit: a pod on the cluster network needs Net and Isolated")
+	sb, err := n.Launch(cfg.Prep, place, stderr)
+	if err != nil {
+		return nil, err
 	}
-	return startInit(cfg, place, func(conn *os.File, ended func(error)) (launched, error) {
+	if err := sb.Configure(cfg); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// Launch starts a pod init on the cluster network, as the package's Launch
+// does: the helper clones it in new namespaces, network included, and
+// plugs the pod's end of a veth pair (eth0) into it; Configure gives the
+// pod its address.
+func (n *Network) Launch(prep Prep, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+	if !prep.Isolated {
+		return nil, errors.New("podinit: a pod on the cluster network must be isolated")
+	}
+	return launchInit(prep, place, func(conn *os.File, ended func(error)) (launched, error) {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return launched{}, err
@@ -283,13 +297,17 @@ func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer)
 		// The init's complaints are all in stderr by the time it is
 		// reported ended (the caller reads them then).
 		endedAfterCopy := func(err error) { go func() { <-copied; ended(err) }() }
-		req := inpod.Message{Op: inpod.OpSpawn, Argv: []string{inpod.RoleInit, cfg.Hostname}, Config: &Config{UID: cfg.UID, GID: cfg.GID, Hostname: cfg.Hostname, Net: cfg.Net}}
+		req := inpod.Message{Op: inpod.OpSpawn, Argv: []string{inpod.RoleInit}, Prep: &prep}
 		r, err := n.call(context.Background(), req, endedAfterCopy, conn, pw)
 		if err != nil {
 			return launched{}, err
 		}
 		id := r.m.ID
-		return launched{pid: r.m.Pid, kill: func() { n.killPod(id) }}, nil
+		attach := func(pn *PodNet) error {
+			_, err := n.call(context.Background(), inpod.Message{Op: inpod.OpAttach, Pid: r.m.Pid, Config: &Config{Net: pn}}, nil)
+			return err
+		}
+		return launched{pid: r.m.Pid, kill: func() { n.killPod(id) }, attach: attach}, nil
 	})
 }
 
@@ -346,6 +364,8 @@ func runClusterNet() error {
 			// Not inline: creating a network namespace can wait on the
 			// kernel tearing down others, and dials must not queue behind it.
 			go h.spawn(m, files)
+		case inpod.OpAttach:
+			go h.attach(m)
 		case inpod.OpDial:
 			go h.dial(m)
 		case inpod.OpListen:
@@ -406,12 +426,13 @@ func (h *netHelper) setup(cfg NetworkConfig) error {
 }
 
 // spawn clones a pod init in new namespaces (fd 3: its socket to the node,
-// fd 2: its stderr) and plugs it into the bridge.
+// fd 2: its stderr) and plugs it into the bridge; attach gives it its
+// address later.
 func (h *netHelper) spawn(m inpod.Message, files []*os.File) {
 	defer inpod.CloseAll(files)
 	fail := func(err error) { h.fail(m.ID, err) }
-	if len(files) != 2 || m.Config == nil || m.Config.Net == nil {
-		fail(errors.New("spawn: want a config with the pod's address, the init's socket and its stderr"))
+	if len(files) != 2 || m.Prep == nil {
+		fail(errors.New("spawn: want the init's prep, its socket and its stderr"))
 		return
 	}
 	cmd := &exec.Cmd{
@@ -420,7 +441,7 @@ func (h *netHelper) spawn(m inpod.Message, files []*os.File) {
 		Env:         []string{},
 		ExtraFiles:  []*os.File{files[0]},
 		Stderr:      files[1],
-		SysProcAttr: sysProcAttr(true, m.Config.UID, m.Config.GID, unix.CLONE_NEWNET),
+		SysProcAttr: sysProcAttr(true, m.Prep.UID, m.Prep.GID, unix.CLONE_NEWNET),
 	}
 	id := m.ID
 	if err := proc.StartLocked(cmd, func(err error) {
@@ -457,12 +478,28 @@ func (h *netHelper) spawn(m inpod.Message, files []*os.File) {
 		fail(fmt.Errorf("bringing up %s: %w", veth.Name, err))
 		return
 	}
-	if err := configurePod(pid, m.Config.Net); err != nil {
-		_ = cmd.Process.Kill()
-		fail(err)
+	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: id, Pid: pid})
+}
+
+// attach gives the pod of the init with host pid m.Pid its address.
+func (h *netHelper) attach(m inpod.Message) {
+	h.mu.Lock()
+	var cmd *exec.Cmd
+	for _, c := range h.inits {
+		if c.Process.Pid == m.Pid {
+			cmd = c
+		}
+	}
+	h.mu.Unlock()
+	if cmd == nil || m.Config == nil || m.Config.Net == nil {
+		h.fail(m.ID, fmt.Errorf("attach: no pod init %d, or no address", m.Pid))
 		return
 	}
-	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: id, Pid: pid})
+	if err := configurePod(m.Pid, m.Config.Net); err != nil {
+		h.fail(m.ID, err)
+		return
+	}
+	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: m.ID})
 }
 
 func (h *netHelper) dial(m inpod.Message) {

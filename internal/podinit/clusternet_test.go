@@ -32,7 +32,7 @@ func startOnNet(t *testing.T, n *Network, name, ip string) *Sandbox {
 	assert.NilError(t, os.Mkdir(app, 0o755))
 	var stderr bytes.Buffer
 	sb, err := n.Start(Config{
-		Isolated: true, Root: root, Hostname: name, PodIP: ip, UID: 1000, GID: 1000,
+		Prep: Prep{Isolated: true, UID: 1000, GID: 1000}, Root: root, Hostname: name, PodIP: ip,
 		Net:    &PodNet{IP: ip, PrefixLen: 16, Gateway: n.Gateway().String()},
 		Mounts: []Mount{{Source: app, Target: "/app"}},
 	}, nil, &stderr)
@@ -128,7 +128,7 @@ func BenchmarkNetworkStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		ip := fmt.Sprintf("10.244.%d.%d", 1+i/250, 2+i%250)
-		sb, err := n.Start(Config{Isolated: true, Root: root, Hostname: "bench", UID: 1000, GID: 1000,
+		sb, err := n.Start(Config{Prep: Prep{Isolated: true, UID: 1000, GID: 1000}, Root: root, Hostname: "bench",
 			Net: &PodNet{IP: ip, PrefixLen: 16, Gateway: n.Gateway().String()}}, nil, os.Stderr)
 		if err != nil {
 			b.Fatal(err)

@@ -1,6 +1,8 @@
 // Package podinit is the node's side of a local pod: it starts the pod's
-// init (package inpod, re-executed from the node's own binary) and asks it
-// to start and signal the pod's processes (Start, Sandbox.Exec). It also
+// init (package inpod, re-executed from the node's own binary), in two
+// steps when the node starts it ahead of its pod (Launch, then
+// Sandbox.Configure), and asks it to start and signal the pod's processes
+// (Start, Sandbox.Exec). It also
 // serves the runtime server role, the python runtime's API inside a pod,
 // and the cluster network role, which holds the pods' network (Network).
 //
@@ -14,6 +16,9 @@ import (
 
 	"github.com/agentsandbox/go-sandboxtest/internal/podinit/inpod"
 )
+
+// Prep is what a pod init does before it knows its pod (see Launch).
+type Prep = inpod.Prep
 
 // Config is what the init needs to build a pod's view of the system.
 type Config = inpod.Config
@@ -38,7 +43,9 @@ func init() {
 	var err error
 	switch os.Args[0] {
 	case inpod.RoleRuntimeServer:
-		err = runRuntimeServer(os.Args[1:])
+		if err = inpod.AwaitStart(); err == nil {
+			err = runRuntimeServer(os.Args[1:])
+		}
 	case roleClusterNet:
 		err = runClusterNet()
 	default:

@@ -2,6 +2,10 @@ package podinit
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +17,8 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit/inpod"
 )
 
 // defaultPath is the PATH the images set (inpod uses it when a command names none).
@@ -30,11 +36,13 @@ func start(t *testing.T, uid int) (*Sandbox, string) {
 	}
 	var stderr bytes.Buffer
 	sb, err := Start(Config{
-		Isolated: true, Root: filepath.Join(dir, "root"), Hostname: "test-pod", PodIP: "127.0.0.9",
-		UID: uid, GID: uid, PidsLimit: 512,
+		Prep: Prep{Isolated: true, UID: uid, GID: uid, PidsLimit: 512},
+		Root: filepath.Join(dir, "root"), Hostname: "test-pod", PodIP: "127.0.0.9",
 		Mounts: []Mount{{Source: filepath.Join(dir, "app"), Target: "/app"}, {Source: filepath.Join(dir, "tmp"), Target: "/tmp"}},
 	}, nil, &stderr)
-	assert.NilError(t, err, stderr.String())
+	if err != nil { // the init has ended then, and its stderr is complete
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
 	t.Cleanup(sb.Kill)
 	return sb, dir
 }
@@ -158,7 +166,7 @@ func BenchmarkSandboxStart(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := 0; b.Loop(); i++ {
-				cfg := Config{Isolated: isolated, Hostname: "bench", UID: 1000, GID: 1000}
+				cfg := Config{Prep: Prep{Isolated: isolated, UID: 1000, GID: 1000}, Hostname: "bench"}
 				if isolated {
 					cfg.Root = filepath.Join(dir, "root"+strconv.Itoa(i))
 					if err := os.Mkdir(cfg.Root, 0o755); err != nil {
@@ -184,7 +192,7 @@ func BenchmarkExecTrue(b *testing.B) {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	sb, err := Start(Config{Isolated: true, Root: root, Hostname: "bench"}, nil, os.Stderr)
+	sb, err := Start(Config{Prep: Prep{Isolated: true}, Root: root, Hostname: "bench"}, nil, os.Stderr)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -195,5 +203,147 @@ func BenchmarkExecTrue(b *testing.B) {
 			b.Fatal(err)
 		}
 		<-p.Done()
+	}
+}
+
+// TestWarmRuntimeServer prepares an init with a warm runtime server, as a
+// node's spare, then gives it a pod: the exec of the server takes the warm
+// process over, which serves from inside the pod's view with the exec's
+// environment and working directory.
+func TestWarmRuntimeServer(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"root", "app"} {
+		assert.NilError(t, os.Mkdir(filepath.Join(dir, d), 0o755))
+	}
+	var stderr bytes.Buffer
+	prep := Prep{Isolated: true, UID: 1000, GID: 1000, Warm: inpod.RoleRuntimeServer}
+	// stderr is read only once the init has ended (on failure): until then
+	// it is being written.
+	sb, err := Launch(prep, nil, &stderr)
+	if err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	t.Cleanup(sb.Kill)
+	err = sb.Configure(Config{
+		Prep: prep, Root: filepath.Join(dir, "root"), Hostname: "warm-pod",
+		Mounts: []Mount{{Source: filepath.Join(dir, "app"), Target: "/app"}},
+	})
+	if err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+
+	addr := freeAddr(t)
+	logPath := filepath.Join(dir, "server.log")
+	logf, err := os.Create(logPath)
+	assert.NilError(t, err)
+	defer logf.Close()
+	srv := RuntimeServer(addr, "/app", []string{"PATH=" + defaultPath, "FOO=bar"})
+	srv.Stdout, srv.Stderr = logf, logf
+	p, err := sb.Exec(srv)
+	assert.NilError(t, err)
+
+	var res struct {
+		Stdout, Stderr string
+		ExitCode       int `json:"exit_code"`
+	}
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		body := strings.NewReader(`{"command": "sh -c 'hostname; pwd; id -u; echo $FOO; tr \\\\0 \" \" < /proc/$PPID/cmdline; echo; ls /work'"}`)
+		client := http.Client{Timeout: 2 * time.Second}
+		resp, err := client.Post("http://"+addr+"/execute", "application/json", body)
+		if err != nil {
+			return poll.Continue("%v", err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+			return poll.Error(err)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(10*time.Second), poll.WithDelay(10*time.Millisecond))
+	log, _ := os.ReadFile(logPath)
+	lines := strings.Split(res.Stdout, "\n")
+	assert.Assert(t, len(lines) >= 5, "%+v; log: %s", res, log)
+	assert.Check(t, is.Equal(lines[0], "warm-pod"))
+	assert.Check(t, is.Equal(lines[1], "/app"))
+	assert.Check(t, is.Equal(lines[2], "1000"))
+	assert.Check(t, is.Equal(lines[3], "bar"))
+	// The command's parent is the process started warm, not a new one.
+	assert.Check(t, is.Equal(lines[4], inpod.RoleRuntimeServer+" "+inpod.WarmArg+" "), "%+v", res)
+	assert.Check(t, res.ExitCode != 0, "the host's /work is visible: %+v", res)
+	assert.Check(t, is.Contains(string(log), "runtime server listening on http://"+addr+" (root /app)"))
+
+	// A second server is a new process: the warm one is taken once.
+	assert.NilError(t, p.Signal(syscall.SIGKILL))
+	<-p.Done()
+	out, code := run(t, sb, "sh", "-c", "ls /proc | grep -c '^[0-9]'")
+	assert.Check(t, is.Equal(code, 0))
+	assert.Check(t, is.Contains([]string{"3\n", "4\n"}, out), "processes left in the pod: %q", out)
+}
+
+// freeAddr is a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	assert.NilError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// BenchmarkRuntimePodStart measures a python-runtime pod's start on the
+// pod's side, from asking for its init to the runtime server's first
+// answer: "exec" as before spares (the server exec'd once the view is
+// built), "warm" (the server started during the init's prep, as a pod
+// without a spare starts), "spare" (the init launched ahead, untimed):
+// go test -run '^$' -bench RuntimePodStart -benchtime 30x ./internal/podinit
+func BenchmarkRuntimePodStart(b *testing.B) {
+	for _, mode := range []string{"exec", "warm", "spare"} {
+		b.Run(mode, func(b *testing.B) {
+			dir := b.TempDir()
+			app := filepath.Join(dir, "app")
+			if err := os.Mkdir(app, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			prep := Prep{Isolated: true, UID: 1000, GID: 1000}
+			if mode != "exec" {
+				prep.Warm = RuntimeServerRole
+			}
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			for i := 0; b.Loop(); i++ {
+				cfg := Config{Prep: prep, Hostname: "bench", Root: filepath.Join(dir, "root"+strconv.Itoa(i)),
+					Mounts: []Mount{{Source: app, Target: "/app"}}}
+				if err := os.Mkdir(cfg.Root, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				addr := fmt.Sprintf("127.0.%d.%d:8888", 1+i/250, 2+i%250)
+				var sb *Sandbox
+				var err error
+				if mode == "spare" {
+					b.StopTimer()
+					sb, err = Launch(prep, nil, os.Stderr)
+					b.StartTimer()
+					if err == nil {
+						err = sb.Configure(cfg)
+					}
+				} else {
+					sb, err = Start(cfg, nil, os.Stderr)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := sb.Exec(RuntimeServer(addr, "/app", nil)); err != nil {
+					b.Fatal(err)
+				}
+				for {
+					resp, err := client.Get("http://" + addr + "/")
+					if err == nil {
+						resp.Body.Close()
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+				b.StopTimer()
+				sb.Kill()
+				b.StartTimer()
+			}
+		})
 	}
 }

@@ -16,6 +16,10 @@ import (
 	"github.com/agentsandbox/go-sandboxtest/internal/runtimeserver"
 )
 
+// RuntimeServerRole is the role of RuntimeServer's process, which a pod
+// init can start warm (Prep.Warm).
+const RuntimeServerRole = inpod.RoleRuntimeServer
+
 // RuntimeServer returns the Process that serves the python runtime's API
 // inside a pod, as the image's own server does: on addr, rooted at root,
 // running commands with env.

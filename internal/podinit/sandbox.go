@@ -19,10 +19,12 @@ import (
 
 // Sandbox is the node's handle on a running pod init.
 type Sandbox struct {
-	pid  int
-	kill func() // by whoever started the init, which knows whether it still runs
-	c    *inpod.Conn
-	done chan struct{} // closed when the init has exited (and with it every process of the pod)
+	prep   Prep
+	pid    int
+	kill   func()              // by whoever started the init, which knows whether it still runs
+	attach func(*PodNet) error // on a cluster network: gives the pod its address
+	c      *inpod.Conn
+	done   chan struct{} // closed when the init has exited (and with it every process of the pod)
 
 	mu      sync.Mutex
 	nextID  int
@@ -92,19 +94,34 @@ func sysProcAttr(isolated bool, uid, gid int, extraFlags uintptr) *syscall.SysPr
 }
 
 // Start starts a pod init with cfg, as a child of this process (without a
-// network namespace of its own: see Network.Start for that). place, when
-// set, runs with the init's host pid before the init does anything (to put
-// it into cgroups). stderr receives the init's own complaints. Start returns
-// once the view is built.
+// network namespace of its own: see Network.Start for that), and returns
+// once its view is built: Launch, then Configure.
 func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	return startInit(cfg, place, func(conn *os.File, ended func(error)) (launched, error) {
+	sb, err := Launch(cfg.Prep, place, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if err := sb.Configure(cfg); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// Launch starts a pod init in its namespaces and has it do what needs no
+// pod (Prep), so that a pod's start can skip that part: a node keeps such
+// an init as a spare and hands it a pod with Configure. place, when set,
+// runs with the init's host pid before the init does anything (to put it
+// into cgroups). stderr receives the init's own complaints. The init ends
+// with this process (Pdeathsig) or with Kill.
+func Launch(prep Prep, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+	return launchInit(prep, place, func(conn *os.File, ended func(error)) (launched, error) {
 		cmd := &exec.Cmd{
 			Path:        "/proc/self/exe",
-			Args:        []string{inpod.RoleInit, cfg.Hostname},
+			Args:        []string{inpod.RoleInit},
 			Env:         []string{},
 			ExtraFiles:  []*os.File{conn}, // fd 3
 			Stderr:      stderr,
-			SysProcAttr: sysProcAttr(cfg.Isolated, cfg.UID, cfg.GID, 0),
+			SysProcAttr: sysProcAttr(prep.Isolated, prep.UID, prep.GID, 0),
 		}
 		// Pdeathsig takes the init down with this process.
 		if err := proc.StartLocked(cmd, ended); err != nil {
@@ -115,56 +132,101 @@ func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, e
 	})
 }
 
-// launched is a started init: its host pid and how to kill it.
+// launched is a started init: its host pid, how to kill it, and (on a
+// cluster network) how to give its pod an address.
 type launched struct {
-	pid  int
-	kill func()
+	pid    int
+	kill   func()
+	attach func(*PodNet) error
 }
 
 // launcher starts an init with conn as its fd 3; ended is called once with
 // the init's exit.
 type launcher func(conn *os.File, ended func(error)) (launched, error)
 
-func startInit(cfg Config, place func(pid int) error, launch launcher) (*Sandbox, error) {
+func launchInit(prep Prep, place func(pid int) error, launch launcher) (*Sandbox, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("podinit: socketpair: %w", err)
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "pod-init"), os.NewFile(uintptr(pair[1]), "pod-init")
 	defer theirs.Close()
-	sb := &Sandbox{c: inpod.NewConn(ours), done: make(chan struct{}), procs: map[int]*Proc{}, waiting: map[int]chan inpod.Message{}}
+	sb := &Sandbox{prep: prep, c: inpod.NewConn(ours), done: make(chan struct{}), procs: map[int]*Proc{}, waiting: map[int]chan inpod.Message{}}
 	l, err := launch(theirs, sb.ended)
 	if err != nil {
 		ours.Close()
 		return nil, fmt.Errorf("podinit: starting the pod init: %w", err)
 	}
 	theirs.Close() // only the init holds it now: its exit closes the socket
-	sb.pid, sb.kill = l.pid, l.kill
-	fail := func(err error) (*Sandbox, error) {
-		sb.Kill()
-		ours.Close()
-		return nil, err
-	}
+	sb.pid, sb.kill, sb.attach = l.pid, l.kill, l.attach
 	if place != nil {
 		if err := place(sb.pid); err != nil {
-			return fail(err)
+			return nil, sb.fail(err)
 		}
 	}
-	if err := sb.c.Send(inpod.Message{Op: inpod.OpConfig, Config: &cfg}); err != nil {
-		return fail(fmt.Errorf("podinit: sending the config: %w", err))
+	if err := sb.c.Send(inpod.Message{Op: inpod.OpPrepare, Prep: &prep}); err != nil {
+		return nil, sb.fail(fmt.Errorf("podinit: sending the prep: %w", err))
 	}
-	m, _, err := sb.c.Recv()
+	if err := sb.awaitReady("preparing the pod init"); err != nil {
+		return nil, sb.fail(err)
+	}
+	return sb, nil
+}
+
+// Configure has a launched init build cfg's pod (cfg.Prep must be the one
+// it was launched with), and returns once the view is built. On error the
+// init is killed.
+func (s *Sandbox) Configure(cfg Config) error {
+	if cfg.Prep != s.prep {
+		return s.fail(fmt.Errorf("podinit: the pod init was prepared for %+v, not %+v", s.prep, cfg.Prep))
+	}
+	// The address (from the cluster network's helper) and the view (from
+	// the init) are independent: both are asked for at once.
+	attached := make(chan error, 1)
+	switch {
+	case s.attach == nil:
+		attached <- nil
+	case cfg.Net == nil:
+		return s.fail(errors.New("podinit: a pod on the cluster network needs its address (Config.Net)"))
+	default:
+		go func() { attached <- s.attach(cfg.Net) }()
+	}
+	err := s.c.Send(inpod.Message{Op: inpod.OpConfig, Config: &cfg})
+	if err != nil {
+		err = fmt.Errorf("podinit: sending the config: %w", err)
+	} else {
+		err = s.awaitReady("building the pod")
+	}
+	if aerr := <-attached; aerr != nil && err == nil {
+		err = fmt.Errorf("podinit: giving the pod its address: %w", aerr)
+	}
+	if err != nil {
+		return s.fail(err)
+	}
+	go s.readLoop()
+	return nil
+}
+
+// awaitReady reads the init's answer to a step.
+func (s *Sandbox) awaitReady(step string) error {
+	m, _, err := s.c.Recv()
 	switch {
 	case err != nil:
-		<-sb.done
-		return fail(fmt.Errorf("podinit: the pod init ended before it was ready (%v)", sb.err))
+		<-s.done
+		return fmt.Errorf("podinit: the pod init ended before it was ready (%v)", s.err)
 	case m.Op == inpod.OpError:
-		return fail(fmt.Errorf("podinit: building the pod: %s", m.Error))
+		return fmt.Errorf("podinit: %s: %s", step, m.Error)
 	case m.Op != inpod.OpReady:
-		return fail(fmt.Errorf("podinit: unexpected %q from the pod init", m.Op))
+		return fmt.Errorf("podinit: unexpected %q from the pod init", m.Op)
 	}
-	go sb.readLoop()
-	return sb, nil
+	return nil
+}
+
+// fail kills an init that did not get to run its pod, and returns err.
+func (s *Sandbox) fail(err error) error {
+	s.Kill()
+	s.c.Close()
+	return err
 }
 
 // Pid is the init's process id on the host.

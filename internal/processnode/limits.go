@@ -167,67 +167,36 @@ func removeGroup(dir string) {
 
 // podGroup is one pod's cgroups.
 type podGroup struct {
-	dirs []string
+	dirs []groupDir
 }
 
-// create makes the pod's groups with its limits; place puts the init in them.
-func (l *limiter) create(id string, containers []corev1.Container) (*podGroup, error) {
-	var mem, cpuMilli int64
-	for _, c := range containers {
-		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
-			mem += q.Value()
-		}
-		if q, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
-			cpuMilli += q.MilliValue()
-		}
-	}
+type groupDir struct {
+	dir string
+	ctl string // its v1 controller; "" for v2
+}
+
+// create makes a pod's groups (named id) with the pids limit; limit sets
+// the pod's own limits, place puts its init in them. A spare's groups are
+// made and joined ahead of its pod (see spare.go).
+func (l *limiter) create(id string) (*podGroup, error) {
 	g := &podGroup{}
-	write := func(dir, file, value string) error {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0o644); err != nil {
-			return fmt.Errorf("setting %s: %w", file, err)
-		}
-		return nil
-	}
-	mk := func(base string) (string, error) {
-		dir := filepath.Join(base, id)
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return "", err
-		}
-		g.dirs = append(g.dirs, dir)
-		return dir, nil
-	}
 	var err error
 	switch {
 	case l.v2 != "":
 		var dir string
-		if dir, err = mk(l.v2); err != nil {
-			break
-		}
-		err = write(dir, "pids.max", strconv.FormatInt(l.pids, 10))
-		if err == nil && mem > 0 {
-			err = write(dir, "memory.max", strconv.FormatInt(mem, 10))
-		}
-		if err == nil && cpuMilli > 0 {
-			err = write(dir, "cpu.max", fmt.Sprintf("%d 100000", cpuMilli*100))
+		if dir, err = g.mk(l.v2, id, ""); err == nil {
+			err = write(dir, "pids.max", strconv.FormatInt(l.pids, 10))
 		}
 	case len(l.v1) > 0:
 		for ctl, base := range l.v1 {
 			var dir string
-			if dir, err = mk(base); err != nil {
+			if dir, err = g.mk(base, id, ctl); err != nil {
 				break
 			}
-			switch {
-			case ctl == "pids":
-				err = write(dir, "pids.max", strconv.FormatInt(l.pids, 10))
-			case ctl == "memory" && mem > 0:
-				err = write(dir, "memory.limit_in_bytes", strconv.FormatInt(mem, 10))
-			case ctl == "cpu" && cpuMilli > 0:
-				if err = write(dir, "cpu.cfs_period_us", "100000"); err == nil {
-					err = write(dir, "cpu.cfs_quota_us", strconv.FormatInt(cpuMilli*100, 10))
+			if ctl == "pids" {
+				if err = write(dir, "pids.max", strconv.FormatInt(l.pids, 10)); err != nil {
+					break
 				}
-			}
-			if err != nil {
-				break
 			}
 		}
 	}
@@ -238,9 +207,63 @@ func (l *limiter) create(id string, containers []corev1.Container) (*podGroup, e
 	return g, nil
 }
 
+// mk makes the group id under base, the hierarchy of controller ctl ("" for v2).
+func (g *podGroup) mk(base, id, ctl string) (string, error) {
+	dir := filepath.Join(base, id)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", err
+	}
+	g.dirs = append(g.dirs, groupDir{dir: dir, ctl: ctl})
+	return dir, nil
+}
+
+// limit sets the memory and cpu limits of the pod's containers.
+func (g *podGroup) limit(containers []corev1.Container) error {
+	var mem, cpuMilli int64
+	for _, c := range containers {
+		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+			mem += q.Value()
+		}
+		if q, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
+			cpuMilli += q.MilliValue()
+		}
+	}
+	for _, d := range g.dirs {
+		var err error
+		switch {
+		case d.ctl == "" && mem > 0:
+			err = write(d.dir, "memory.max", strconv.FormatInt(mem, 10))
+		case d.ctl == "memory" && mem > 0:
+			err = write(d.dir, "memory.limit_in_bytes", strconv.FormatInt(mem, 10))
+		}
+		if err == nil && cpuMilli > 0 {
+			switch d.ctl {
+			case "":
+				err = write(d.dir, "cpu.max", fmt.Sprintf("%d 100000", cpuMilli*100))
+			case "cpu":
+				if err = write(d.dir, "cpu.cfs_period_us", "100000"); err == nil {
+					err = write(d.dir, "cpu.cfs_quota_us", strconv.FormatInt(cpuMilli*100, 10))
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("pod limits: %w", err)
+		}
+	}
+	return nil
+}
+
+func write(dir, file, value string) error {
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0o644); err != nil {
+		return fmt.Errorf("setting %s: %w", file, err)
+	}
+	return nil
+}
+
 // place moves pid (the pod's init, before it starts anything) into the groups.
 func (g *podGroup) place(pid int) error {
-	for _, dir := range g.dirs {
+	for _, d := range g.dirs {
+		dir := d.dir
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
 			return fmt.Errorf("pod limits: moving the pod init into %s: %w", dir, err)
 		}
@@ -251,7 +274,8 @@ func (g *podGroup) place(pid int) error {
 // remove deletes the groups once the pod's processes are gone; the kernel
 // may take a moment to let go of the last exited task.
 func (g *podGroup) remove() {
-	for _, dir := range g.dirs {
+	for _, d := range g.dirs {
+		dir := d.dir
 		for i := 0; i < 50; i++ {
 			if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
 				break

@@ -46,6 +46,7 @@ type Provider struct {
 	pods     map[string]*podRun // namespace/name
 	notifyFn func(*corev1.Pod)
 	stopping bool // set by stopAll: no pod starts any more
+	spares   spares
 }
 
 func podKey(ns, name string) string { return ns + "/" + name }
@@ -228,6 +229,7 @@ func (p *Provider) stopAll(grace time.Duration) {
 		runs = append(runs, r)
 	}
 	p.mu.Unlock()
+	p.stopSpares()
 	var wg sync.WaitGroup
 	for _, r := range runs {
 		wg.Add(1)
@@ -271,7 +273,8 @@ func (p *Provider) event(pod *corev1.Pod, typ, reason, msg string) {
 }
 
 // Pids lists the host processes of this node's pods: the cluster network's
-// helper and each pod's init, whose end ends every process of the pod.
+// helper, each pod's init, whose end ends every process of the pod, and
+// the spare init.
 func (p *Provider) Pids() []int {
 	p.mu.Lock()
 	runs := make([]*podRun, 0, len(p.pods))
@@ -282,6 +285,9 @@ func (p *Provider) Pids() []int {
 	var pids []int
 	if p.net != nil {
 		pids = append(pids, p.net.Pid())
+	}
+	if pid := p.sparePid(); pid != 0 {
+		pids = append(pids, pid)
 	}
 	for _, r := range runs {
 		r.mu.Lock()

@@ -42,7 +42,7 @@ func testSandbox(t *testing.T, isolated bool, ip string, files ...podinit.Mount)
 	for _, d := range []string{"root", "app"} {
 		assert.NilError(t, os.Mkdir(filepath.Join(dir, d), 0o755))
 	}
-	cfg := podinit.Config{Isolated: isolated, Hostname: "runner-test", PodIP: ip}
+	cfg := podinit.Config{Prep: podinit.Prep{Isolated: isolated}, Hostname: "runner-test", PodIP: ip}
 	if isolated {
 		cfg.Root = filepath.Join(dir, "root")
 		cfg.Mounts = append([]podinit.Mount{{Source: filepath.Join(dir, "app"), Target: "/app"}}, files...)

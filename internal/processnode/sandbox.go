@@ -1,7 +1,6 @@
 package processnode
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -147,7 +146,19 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 			}
 		}
 	}
-	cfg := podinit.Config{Isolated: p.isolated, Hostname: r.pod.Name, PodIP: r.ip, UID: int(uid), GID: int(gid), Mounts: mounts}
+	prep := podinit.Prep{Isolated: p.isolated, UID: int(uid), GID: int(gid)}
+	if p.isolated && len(r.containers) == 1 {
+		// The built-in runtime server is the one warm role (see spare.go).
+		if runner, ok := p.runners.Lookup(r.containers[0].spec.Image); ok {
+			if _, ok := runner.(runtimeRunner); ok {
+				prep.Warm = podinit.RuntimeServerRole
+			}
+		}
+	}
+	if p.limits != nil && p.limits.rlim {
+		prep.PidsLimit = int(p.limits.pids)
+	}
+	cfg := podinit.Config{Prep: prep, Hostname: r.pod.Name, PodIP: r.ip, Mounts: mounts}
 	if p.isolated {
 		tmp, err := hostDir("tmp")
 		if err != nil {
@@ -169,38 +180,21 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 			return nil, err
 		}
 	}
-	var place func(int) error
-	if p.limits != nil {
-		if p.limits.rlim {
-			cfg.PidsLimit = int(p.limits.pids)
-		} else {
-			specs := make([]corev1.Container, len(r.containers))
-			for i, c := range r.containers {
-				specs[i] = c.spec
-			}
-			g, err := p.limits.create(string(r.pod.UID), specs)
-			if err != nil {
-				return nil, err
-			}
-			r.group = g
-			place = g.place
-		}
-	}
-	var stderr bytes.Buffer
-	var sb *podinit.Sandbox
 	if p.net != nil {
 		ones, _ := p.net.CIDR().Mask.Size()
 		cfg.Net = &podinit.PodNet{IP: r.ip, PrefixLen: ones, Gateway: p.net.Gateway().String()}
-		sb, err = p.net.Start(cfg, place, &stderr)
-	} else {
-		sb, err = podinit.Start(cfg, place, &stderr)
 	}
+	specs := make([]corev1.Container, len(r.containers))
+	for i, c := range r.containers {
+		specs[i] = c.spec
+	}
+	sb, group, err := p.startInit(r, cfg, specs)
 	if err != nil {
-		if s := strings.TrimSpace(stderr.String()); s != "" {
-			err = fmt.Errorf("%w: %s", err, s)
-		}
 		return nil, err
 	}
+	r.mu.Lock()
+	r.group = group
+	r.mu.Unlock()
 	return sb, nil
 }
 

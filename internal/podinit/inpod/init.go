@@ -37,6 +37,7 @@ type initState struct {
 	mu    sync.Mutex  // held across fork+register and across reaping, so no exit is missed
 	procs map[int]int // pid -> request id
 	ids   map[int]int // request id -> pid
+	warm  *warmProc   // the Prep.Warm process, until an exec takes it over
 
 	jobs chan job
 }
@@ -44,6 +45,13 @@ type initState struct {
 type job struct {
 	m     Message
 	stdio []*os.File
+	extra *os.File       // fd 3 of the process, for a warm one
+	done  chan<- started // when set, gets the result instead of the node
+}
+
+type started struct {
+	pid int
+	err error
 }
 
 func runInit() error {
@@ -61,26 +69,31 @@ func runInit() error {
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
 
+	st := &initState{c: c, procs: map[int]int{}, ids: map[int]int{}, jobs: make(chan job)}
 	m, _, err := c.Recv()
+	if err != nil {
+		return fmt.Errorf("reading the prep: %w", err)
+	}
+	if m.Op != OpPrepare || m.Prep == nil {
+		return fmt.Errorf("expected the prep, got %q", m.Op)
+	}
+	st.cfg.Prep = *m.Prep
+	go st.reaper(chld)
+	if err := st.answer(st.prepare()); err != nil {
+		return err
+	}
+	// A spare init waits here until the node has a pod for it.
+	m, _, err = c.Recv()
 	if err != nil {
 		return fmt.Errorf("reading the config: %w", err)
 	}
 	if m.Op != OpConfig || m.Config == nil {
 		return fmt.Errorf("expected the config, got %q", m.Op)
 	}
-	st := &initState{cfg: *m.Config, c: c, procs: map[int]int{}, ids: map[int]int{}, jobs: make(chan job)}
-	if err := st.setup(); err != nil {
-		_ = c.Send(Message{Op: OpError, Error: err.Error()})
-		return err
-	}
-	ready := make(chan error, 1)
-	go st.spawner(ready)
-	if err := <-ready; err != nil {
-		_ = c.Send(Message{Op: OpError, Error: err.Error()})
-		return err
-	}
-	go st.reaper(chld)
-	if err := c.Send(Message{Op: OpReady}); err != nil {
+	prep := st.cfg.Prep
+	st.cfg = *m.Config
+	st.cfg.Prep = prep // what this init was prepared for is what it is
+	if err := st.answer(st.setup()); err != nil {
 		return err
 	}
 	for {
@@ -109,8 +122,18 @@ func runInit() error {
 	}
 }
 
-// setup builds the pod: its filesystem view and limits.
-func (st *initState) setup() error {
+// answer tells the node that a step went well, or why not.
+func (st *initState) answer(err error) error {
+	if err != nil {
+		_ = st.c.Send(Message{Op: OpError, Error: err.Error()})
+		return err
+	}
+	return st.c.Send(Message{Op: OpReady})
+}
+
+// prepare does what does not depend on the pod: limits, the spawner
+// thread and the warm process.
+func (st *initState) prepare() error {
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return err
@@ -125,7 +148,27 @@ func (st *initState) setup() error {
 	}
 	if !st.cfg.Isolated {
 		// Orphans come back here to be reaped, as they would to PID 1.
-		return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	ready := make(chan error, 1)
+	go st.spawner(ready)
+	if err := <-ready; err != nil {
+		return err
+	}
+	if st.cfg.Warm != "" {
+		return st.startWarm()
+	}
+	return nil
+}
+
+// setup builds the pod's filesystem view. A warm process already running
+// moves into it with the init: pivot_root changes the root and working
+// directory of every process of the mount namespace that had the old ones.
+func (st *initState) setup() error {
+	if !st.cfg.Isolated {
+		return nil
 	}
 	if err := buildView(&st.cfg, st.cfg.Root); err != nil {
 		return err
@@ -147,8 +190,16 @@ func (st *initState) spawner(ready chan<- error) {
 	}
 	ready <- nil
 	for j := range st.jobs {
-		pid, err := st.start(j)
+		var err error
+		pid := st.takeWarm(j)
+		if pid == 0 {
+			pid, err = st.start(j)
+		}
 		CloseAll(j.stdio)
+		if j.done != nil {
+			j.done <- started{pid, err}
+			continue
+		}
 		if err != nil {
 			_ = st.c.Send(Message{Op: OpError, ID: j.m.ID, Error: err.Error()})
 			continue
@@ -179,20 +230,21 @@ func (st *initState) start(j job) (int, error) {
 	if !st.cfg.Isolated {
 		sys.Pdeathsig = syscall.SIGKILL // this thread lives as long as the init
 	}
-	attr := &syscall.ProcAttr{
-		Dir:   dir,
-		Env:   m.Env,
-		Files: []uintptr{j.stdio[0].Fd(), j.stdio[1].Fd(), j.stdio[2].Fd()},
-		Sys:   sys,
+	files := []uintptr{j.stdio[0].Fd(), j.stdio[1].Fd(), j.stdio[2].Fd()}
+	if j.extra != nil {
+		files = append(files, j.extra.Fd())
 	}
+	attr := &syscall.ProcAttr{Dir: dir, Env: m.Env, Files: files, Sys: sys}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	pid, err := syscall.ForkExec(path, m.Argv, attr)
 	if err != nil {
 		return 0, fmt.Errorf("exec %q in %s: %w", m.Argv[0], dir, err)
 	}
-	st.procs[pid] = m.ID
-	st.ids[m.ID] = pid
+	if j.done == nil { // a warm process is registered when an exec takes it over
+		st.procs[pid] = m.ID
+		st.ids[m.ID] = pid
+	}
 	return pid, nil
 }
 

@@ -27,29 +27,41 @@ const (
 	RoleRuntimeServer = "sandboxtest-runtime-server"
 )
 
-// Config is what the init needs to build a pod's view of the system.
-type Config struct {
+// Prep is the part of a pod init's work that does not depend on its pod:
+// the node may have an init do it ahead of need (a spare), then hand it a
+// pod's Config.
+type Prep struct {
 	// Isolated is false when the node runs pods without namespaces
 	// (SANDBOXTEST_UNISOLATED=1): processes then see the host as the node does.
 	Isolated bool `json:"isolated,omitempty"`
+	// UID and GID are the container's user inside the pod; the node's own
+	// user is mapped to them.
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+	// PidsLimit, when > 0, is set as RLIMIT_NPROC for every process of the pod.
+	PidsLimit int `json:"pidsLimit,omitempty"`
+	// Warm, when set, is a role of the node's binary (the runtime server)
+	// that the init starts at once, before the pod's view exists: the first
+	// exec of that role takes the waiting process over, so the pod's start
+	// does not wait for the binary's exec and package initialisers.
+	Warm string `json:"warm,omitempty"`
+}
+
+// Config is what the init needs to build a pod's view of the system.
+type Config struct {
+	Prep
 	// Root is an empty host directory, owned by the node's user, on which
 	// the init mounts the pod's root.
 	Root     string `json:"root,omitempty"`
 	Hostname string `json:"hostname"`
 	PodIP    string `json:"podIP,omitempty"`
-	// UID and GID are the container's user inside the pod; the node's own
-	// user is mapped to them.
-	UID  int    `json:"uid"`
-	GID  int    `json:"gid"`
-	Home string `json:"home,omitempty"` // the user's home in /etc/passwd; default "/"
+	Home     string `json:"home,omitempty"` // the user's home in /etc/passwd; default "/"
 	// Mounts are the writable working directory, volumes and files an image
 	// would bring, mounted in order after the system directories.
 	Mounts []Mount `json:"mounts,omitempty"`
 	// Net is the pod's address on the cluster network, which sets it up
-	// before the init starts (podinit.Network.Start).
+	// while the init builds the view (podinit.Sandbox.Configure).
 	Net *PodNet `json:"net,omitempty"`
-	// PidsLimit, when > 0, is set as RLIMIT_NPROC for every process of the pod.
-	PidsLimit int `json:"pidsLimit,omitempty"`
 }
 
 // PodNet is a pod's address on the cluster network.

@@ -13,17 +13,20 @@ import (
 
 // The node and a pod's init talk over a SOCK_SEQPACKET socketpair: one JSON
 // message per packet, file descriptors (a process's stdio) riding along as
-// SCM_RIGHTS. The node sends the Config first, then requests; the init
-// answers each request and reports every exit.
+// SCM_RIGHTS. The node sends the Prep first, then (at once, or once a pod
+// needs this init) the Config, then requests; the init answers each request
+// and reports every exit.
 
 // Request ops (node → init).
 const (
-	OpConfig = "config" // Config; answered by OpReady or OpError
-	OpExec   = "exec"   // start a process; three fds (stdin, stdout, stderr)
-	OpSignal = "signal" // signal a started process's group
+	OpPrepare = "prepare" // Prep; answered by OpReady or OpError
+	OpConfig  = "config"  // Config; answered by OpReady or OpError
+	OpExec    = "exec"    // start a process; three fds (stdin, stdout, stderr). Also init → warm process.
+	OpSignal  = "signal"  // signal a started process's group
 
 	// to the cluster network (package podinit), which speaks this protocol too
-	OpSpawn  = "spawn"  // start a pod init; its socket and stderr ride along
+	OpSpawn  = "spawn"  // start a pod init and plug it into the bridge; its socket and stderr ride along
+	OpAttach = "attach" // give a spawned init's pod its address (Config.Net)
 	OpDial   = "dial"   // connect inside; the socket comes back
 	OpListen = "listen" // listen inside; the socket comes back
 )
@@ -41,6 +44,7 @@ type Message struct {
 	ID  int    `json:"id,omitempty"`
 	Pid int    `json:"pid,omitempty"`
 
+	Prep   *Prep          `json:"prep,omitempty"`
 	Config *Config        `json:"config,omitempty"`
 	Net    *NetworkConfig `json:"net,omitempty"`
 
