@@ -10,8 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,12 +17,13 @@ import (
 
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/poll"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/proc"
 )
 
 // parentEnv, when set, makes the test binary act as a process that owns a
@@ -82,7 +81,7 @@ func runClusterParent(dir string) error {
 			return err
 		}
 		for _, p := range pods.Items {
-			if !podReady(&p) {
+			if !kube.PodReady(&p) {
 				continue
 			}
 			if p.Labels["app"] == "sandbox-router" {
@@ -108,55 +107,14 @@ func runClusterParent(dir string) error {
 	// The pods' addresses are in the cluster's network namespace, which
 	// ends with its helper, one of the descendants.
 	rep := parentReport{
-		Pids:  descendants(os.Getpid()),
+		Pids:  proc.Descendants(os.Getpid()),
 		Addrs: []string{api.Host, etcd.Host, c.Node.Addr},
 	}
 	return json.NewEncoder(os.Stdout).Encode(rep)
 }
 
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
-
-// childPids lists the processes whose parent is pid, from /proc.
-func childPids(pid int) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-// descendants lists pid's children, their children, and so on.
-func descendants(pid int) []int {
-	var out []int
-	for _, c := range childPids(pid) {
-		out = append(out, c)
-		out = append(out, descendants(c)...)
-	}
-	return out
-}
-
 func hasDescendant(comm string) bool {
-	for _, pid := range descendants(os.Getpid()) {
+	for _, pid := range proc.Descendants(os.Getpid()) {
 		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		if strings.TrimSpace(string(data)) == comm {
 			return true

@@ -2,9 +2,6 @@ package processnode
 
 import (
 	"net/http"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +10,9 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/kube"
+	"github.com/agentsandbox/go-sandboxtest/internal/proc"
 )
 
 // TestSparePodInit runs python-runtime pods on an isolated node: after the
@@ -26,7 +26,7 @@ func TestSparePodInit(t *testing.T) {
 		pod := testPod(corev1.RestartPolicyAlways)
 		pod.Spec.Containers[0].Image = RuntimeImagePattern
 		h.create(pod)
-		return h.waitPod(pod, "Ready", func(p *corev1.Pod) bool { return isReady(p) })
+		return h.waitPod(pod, "Ready", kube.PodReady)
 	}
 	waitSpare := func(not int) int {
 		var pid int
@@ -54,7 +54,7 @@ func TestSparePodInit(t *testing.T) {
 	}, poll.WithTimeout(10*time.Second), poll.WithDelay(10*time.Millisecond))
 
 	next := waitSpare(spare)
-	procs := append([]int{next}, children(next)...)
+	procs := append([]int{next}, proc.Children(next)...)
 	assert.Check(t, len(procs) == 2, "the spare init and its warm server: %v", procs)
 	h.p.stopAll(time.Second)
 	assert.Check(t, is.Equal(h.p.sparePid(), 0))
@@ -62,32 +62,4 @@ func TestSparePodInit(t *testing.T) {
 		err := syscall.Kill(pid, 0)
 		assert.Check(t, err == syscall.ESRCH, "process %d of the spare survives the node: %v", pid, err)
 	}
-}
-
-func isReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
-
-// children lists the processes whose parent is pid.
-func children(pid int) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
-			n, _ := strconv.Atoi(e.Name())
-			out = append(out, n)
-		}
-	}
-	return out
 }
