@@ -233,9 +233,15 @@ func (g *gatewayServer) close() {
 
 // close stops accepting and drops open connections; upgraded (hijacked)
 // ones, which the server no longer tracks, last until an end closes them.
+// The listener is closed here too: srv.Close closes only the listeners its
+// Serve goroutine has registered, and one not yet scheduled would leave the
+// port accepting for a moment after close returns.
 func (s *portServer) close() {
 	if s.srv != nil {
 		s.srv.Close()
+	}
+	if s.ln != nil {
+		s.ln.Close()
 	}
 }
 
