@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/syncbuf"
 )
 
 // These tests play the PV controller's and the scheduler's part by hand
@@ -121,7 +122,7 @@ func TestReleasedVolumesThatAreNotOursStay(t *testing.T) {
 		pv("someone-elses", "example.com/other", corev1.PersistentVolumeReclaimDelete),
 		pv("outside-dir", Name, corev1.PersistentVolumeReclaimDelete), // ours by annotation, but not in Dir
 	)
-	log := &syncBuffer{}
+	log := &syncbuf.Buffer{}
 	p, err := Start(ctx, Config{Client: client, Node: "node-a", Dir: filepath.Join(t.TempDir(), "volumes"), Log: log})
 	assert.NilError(t, err)
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
@@ -136,21 +137,4 @@ func TestReleasedVolumesThatAreNotOursStay(t *testing.T) {
 	assert.Check(t, is.Len(pvs.Items, 3))
 	_, err = os.Stat(outside)
 	assert.Check(t, err, "a directory outside the provisioner's folder was removed")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -6,13 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +33,7 @@ import (
 
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/syncbuf"
 )
 
 // runtimeImage is an image the process node runs with its built-in runtime server.
@@ -251,7 +250,7 @@ func startLeftBehind(t *testing.T, spec leftBehindSpec) map[string]string {
 	data, _ := json.Marshal(spec)
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), leftBehindEnv+"="+string(data))
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer // shared with a child process
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	assert.NilError(t, err)
@@ -662,23 +661,3 @@ func nonEmptyLines(s string) []string {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-// syncBuffer is a bytes.Buffer a child process and the test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)

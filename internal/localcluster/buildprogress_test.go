@@ -2,37 +2,20 @@ package localcluster
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/syncbuf"
 )
-
-// lockedBuffer is a log written by the heartbeat's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestBuildHeartbeat: while a build runs, each beat names what is being
 // built, how many binaries are done and the time so far; none after stop.
 func TestBuildHeartbeat(t *testing.T) {
-	var log lockedBuffer
+	var log syncbuf.Buffer // written by the heartbeat's goroutine
 	p := &buildProgress{log: &log, start: time.Now().Add(-2 * time.Minute), total: 7}
 	p.set(BinKubeAPIServer + " " + KubernetesVersion)
 	p.built(2)

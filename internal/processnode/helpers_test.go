@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/syncbuf"
 )
 
 // Shared helpers of the package's unit tests: a Provider built without
@@ -314,25 +316,10 @@ func listenOn(t *testing.T, ip string, port int) net.Listener {
 	return ln
 }
 
-// syncBuffer is a goroutine-safe bytes buffer that is also an io.WriteCloser.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// syncBuffer is a goroutine-safe buffer that is also an io.WriteCloser.
+type syncBuffer struct{ syncbuf.Buffer }
 
 func (s *syncBuffer) Close() error { return nil }
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // isUsed reports whether ip is handed out.
 func (b *addrPool) isUsed(ip string) bool {

@@ -1,17 +1,17 @@
 package processnode
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/syncbuf"
 )
 
 // probeReadiness marks the container Ready when its readinessProbe passes
@@ -141,14 +141,13 @@ func (r *podRun) runProbe(ctx context.Context, c *containerRun, probe *corev1.Pr
 		if len(probe.Exec.Command) == 0 {
 			return fmt.Errorf("exec probe has no command")
 		}
-		var out bytes.Buffer
-		w := &lockedWriter{w: &out}
-		code, err := r.runIn(ctx, c, probe.Exec.Command, nil, w, w)
+		out := &syncbuf.Buffer{} // stdout and stderr copies share it
+		code, err := r.runIn(ctx, c, probe.Exec.Command, nil, out, out)
 		if err != nil {
 			return fmt.Errorf("exec probe %v: %w", probe.Exec.Command, err)
 		}
 		if code != 0 {
-			return fmt.Errorf("exec probe %v: exit code %d: %s", probe.Exec.Command, code, w.String())
+			return fmt.Errorf("exec probe %v: exit code %d: %s", probe.Exec.Command, code, out.String())
 		}
 		return nil
 	case probe.GRPC != nil:
@@ -175,22 +174,4 @@ func resolvePort(p intstr.IntOrString, c corev1.Container) (int, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("container %s has no port named %q", c.Name, p.StrVal)
-}
-
-// lockedWriter lets stdout and stderr copies share one buffer.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
 }

@@ -1,7 +1,6 @@
 package processnode
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
+	"github.com/agentsandbox/go-sandboxtest/internal/syncbuf"
 )
 
 // A pod init is launched (its namespaces created, its package initialisers
@@ -27,12 +27,12 @@ type launchedInit struct {
 	prep   podinit.Prep
 	sb     *podinit.Sandbox
 	group  *podGroup // nil without cgroup limits
-	stderr *lockedWriter
+	stderr *syncbuf.Buffer
 }
 
 // launch starts a pod init prepared for prep, in new cgroups named id.
 func (p *Provider) launch(prep podinit.Prep, id string) (*launchedInit, error) {
-	li := &launchedInit{prep: prep, stderr: &lockedWriter{w: &bytes.Buffer{}}}
+	li := &launchedInit{prep: prep, stderr: &syncbuf.Buffer{}}
 	var place func(int) error
 	if p.limits != nil && !p.limits.rlim {
 		g, err := p.limits.create(id)

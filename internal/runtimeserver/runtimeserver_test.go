@@ -15,10 +15,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/syncbuf"
 )
 
 func newTestServer(t *testing.T, configure func(*Server)) (*Server, *httptest.Server, string) {
@@ -626,25 +627,8 @@ func TestPathEscapes(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestAccessLog(t *testing.T) {
-	var log syncBuffer
+	var log syncbuf.Buffer
 	_, ts, _ := newTestServer(t, func(s *Server) { s.Log = &log })
 	get(t, ts.URL+"/exists/x")
 	get(t, ts.URL+"/nope")
