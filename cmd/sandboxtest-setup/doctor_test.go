@@ -17,7 +17,10 @@ import (
 	"github.com/agentsandbox/go-sandboxtest/fixtures"
 )
 
-func TestDoctorUnreachableCluster(t *testing.T) {
+// unreachableKubeconfig writes a kubeconfig whose cluster listens nowhere
+// (port 1) and returns its path.
+func unreachableKubeconfig(t *testing.T) string {
+	t.Helper()
 	kc := filepath.Join(t.TempDir(), "kubeconfig")
 	assert.NilError(t, os.WriteFile(kc, []byte(`apiVersion: v1
 kind: Config
@@ -26,6 +29,11 @@ users: [{name: u, user: {token: x}}]
 contexts: [{name: x, context: {cluster: c, user: u}}]
 current-context: x
 `), 0o600))
+	return kc
+}
+
+func TestDoctorUnreachableCluster(t *testing.T) {
+	kc := unreachableKubeconfig(t)
 	// Piped, the rows say ok and FAIL (✓ and ✗ are for a terminal).
 	res := sandboxtestSetup(nil, "doctor", "--kubeconfig", kc)
 	res.Assert(t, icmd.Expected{ExitCode: exitUnreachable, Out: "FAIL API reachable  https://127.0.0.1:1", Err: "1 of 1 checks failed: the cluster cannot be reached"})

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -35,14 +34,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 // TestChecksMarkedOnATerminal: doctor's rows carry ✓/✗ on a terminal and
 // ok/FAIL when piped (TestDoctorUnreachableCluster).
 func TestChecksMarkedOnATerminal(t *testing.T) {
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	assert.NilError(t, os.WriteFile(kc, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {token: x}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600))
+	kc := unreachableKubeconfig(t)
 	master, slave := openPTY(t)
 	cmd := exec.Command(mustExecutable(t), "doctor", "--kubeconfig", kc)
 	cmd.Env = append(os.Environ(), cliEnv+"=1")
