@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/processnode"
+	"github.com/agentsandbox/go-sandboxtest/internal/setupbin"
 )
 
 // Cluster is the whole local cluster: the control plane plus the process node.
@@ -40,6 +42,8 @@ type Cluster struct {
 // the signal is re-raised), and with this process if it is SIGKILLed (Pdeathsig).
 func Start(ctx context.Context, opts Options, runners func(*processnode.Registry)) (*Cluster, error) {
 	started := time.Now()
+	podBin := make(chan string, 1) // found or built while the control plane starts
+	go func() { podBin <- podBinary(ctx, opts) }()
 	cp, err := StartControlPlane(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -79,6 +83,7 @@ func Start(ctx context.Context, opts Options, runners func(*processnode.Registry
 		APIServerUser: KubeletClientUser,
 		Log:           cp.log,
 		PodCIDR:       opts.PodCIDR,
+		PodBinary:     <-podBin,
 		APIServer:     strings.TrimPrefix(cp.APIServerURL, "https://"),
 		APIServiceIP:  kubernetesServiceIP().String(),
 	})
@@ -185,4 +190,23 @@ func waitSchedulable(ctx context.Context, cs kubernetes.Interface, timeout time.
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// podBinary is the executable of the node's pod processes: opts.PodBinary,
+// else a sandboxtest-pod built from this module's source; failing that ("",
+// said in the log), the node's own binary, which serves the same roles.
+func podBinary(ctx context.Context, opts Options) string {
+	if opts.PodBinary != "" {
+		return opts.PodBinary
+	}
+	log := opts.Log
+	if log == nil {
+		log = io.Discard
+	}
+	p, err := setupbin.PodBinary(ctx, setupbin.Options{Log: log})
+	if err != nil {
+		fmt.Fprintf(log, "sandboxtest: pods run from the node's own binary, not sandboxtest-pod: %v\n", err)
+		return ""
+	}
+	return p
 }

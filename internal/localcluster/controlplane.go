@@ -71,6 +71,10 @@ type Options struct {
 	Builder *Builder
 	// StartTimeout bounds each start-up step (not the build). Default 60s.
 	StartTimeout time.Duration
+	// PodBinary is the node's PodBinary. Default: a sandboxtest-pod built
+	// from this module's source (setupbin.PodBinary), else the node's own
+	// binary.
+	PodBinary string
 	// OwnSignals means the caller handles SIGINT/SIGTERM itself (a daemon
 	// that stops the cluster and cleans up); otherwise Start stops the
 	// cluster on those signals and re-raises them.

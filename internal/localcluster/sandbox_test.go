@@ -25,7 +25,9 @@ import (
 	extclient "sigs.k8s.io/agent-sandbox/clients/k8s/extensions/clientset/versioned"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/localcluster"
+	"github.com/agentsandbox/go-sandboxtest/internal/proc"
 	"github.com/agentsandbox/go-sandboxtest/internal/processnode"
+	"github.com/agentsandbox/go-sandboxtest/internal/setupbin"
 )
 
 // unprivilegedEnv marks the copy of this test binary that runs as uid 65534.
@@ -97,6 +99,27 @@ func TestSandboxIsolation(t *testing.T) {
 			default:
 				t.Errorf("unexpected variable %s=%s in the sandbox", k, vars[k])
 			}
+		}
+	})
+	t.Run("its processes run from sandboxtest-pod", func(t *testing.T) {
+		// The cluster network's helper, the pod inits and the runtime
+		// server: no process of a pod runs the node's (test) binary.
+		roles := map[string]int{}
+		for _, pid := range proc.Descendants(os.Getpid()) {
+			argv, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			role, _, _ := strings.Cut(string(argv), "\x00")
+			if err != nil || !strings.HasPrefix(role, "sandboxtest-") {
+				continue
+			}
+			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+			if err != nil {
+				continue // ended meanwhile
+			}
+			assert.Check(t, is.Equal(filepath.Base(exe), "sandboxtest-pod"), "%s (pid %d) runs %s", role, pid, exe)
+			roles[role]++
+		}
+		for _, role := range []string{"sandboxtest-cluster-net", "sandboxtest-pod-init", "sandboxtest-runtime-server"} {
+			assert.Check(t, roles[role] > 0, "no %s among the test's descendants: %v", role, roles)
 		}
 	})
 	t.Run("the file API and commands see the same /app", func(t *testing.T) {
@@ -222,6 +245,10 @@ func TestSandboxIsolationUnprivileged(t *testing.T) {
 	assert.NilError(t, err)
 	exe := filepath.Join(binDir, "localcluster.test")
 	linkOrCopy(t, self, exe)
+	// Its pods run from the sandboxtest-pod beside it (setupbin.PodBinary).
+	podBin, err := setupbin.PodBinary(ctx, setupbin.Options{Log: testWriter{t}})
+	assert.NilError(t, err)
+	linkOrCopy(t, podBin, filepath.Join(binDir, "sandboxtest-pod"))
 	// The CRDs come from the module cache (under /root, which uid 65534
 	// cannot read): serve the two modules from a file proxy.
 	proxy := mk("proxy")

@@ -71,8 +71,12 @@ func StartNetwork(cfg NetworkConfig) (*Network, error) {
 		c: inpod.NewConn(ours), done: make(chan struct{}), cidr: cidr, gateway: nthIP(cidr, 1),
 		waiting: map[int]chan netReply{}, ended: map[int]func(error){},
 	}
+	exe := cfg.Exe
+	if exe == "" {
+		exe = "/proc/self/exe"
+	}
 	n.cmd = &exec.Cmd{
-		Path:       "/proc/self/exe",
+		Path:       exe,
 		Args:       []string{roleClusterNet},
 		Env:        []string{},
 		ExtraFiles: []*os.File{theirs},

@@ -28,7 +28,7 @@ func (p *Provider) startNetwork() error {
 	if cidr == "" {
 		cidr = DefaultPodCIDR
 	}
-	ncfg := podinit.NetworkConfig{CIDR: cidr}
+	ncfg := podinit.NetworkConfig{CIDR: cidr, Exe: p.cfg.PodBinary}
 	forward := p.cfg.APIServer != "" && p.cfg.APIServiceIP != ""
 	if forward {
 		ncfg.LocalAddrs = []string{p.cfg.APIServiceIP}

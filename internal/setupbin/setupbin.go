@@ -1,6 +1,8 @@
 // Package setupbin provides the sandboxtest-setup binary at the version of
 // this module that the running program was built with, so that a test
-// binary can run the local cluster in a separate process without linking it.
+// binary can run the local cluster in a separate process without linking it,
+// and the sandboxtest-pod binary that the local cluster's node runs for its
+// pods.
 package setupbin
 
 import (
@@ -96,7 +98,7 @@ const heartbeat = 15 * time.Second
 
 // Ensure returns the path of a sandboxtest-setup binary: $SANDBOXTEST_SETUP_BIN
 // when set, else one built from this module's source into the cache, under
-// a file lock.
+// a file lock, with a sandboxtest-pod binary beside it (PodBinary).
 func Ensure(ctx context.Context, o Options) (string, error) {
 	if p := os.Getenv(EnvBin); p != "" {
 		if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
@@ -104,6 +106,41 @@ func Ensure(ctx context.Context, o Options) (string, error) {
 		}
 		return p, nil
 	}
+	dir, err := ensure(ctx, o, setupBinary, podBinary)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, setupBinary.name), nil
+}
+
+// PodBinary returns the path of a sandboxtest-pod binary, which the local
+// cluster's node runs for its pods' processes: the one beside the running
+// executable (Ensure builds them together), else one built from this
+// module's source into the cache.
+func PodBinary(ctx context.Context, o Options) (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(exe), podBinary.name); executable(p) {
+			return p, nil
+		}
+	}
+	dir, err := ensure(ctx, o, podBinary)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, podBinary.name), nil
+}
+
+// binary is a main package of this module and the file it is built into.
+type binary struct{ name, pkg string }
+
+var (
+	setupBinary = binary{"sandboxtest-setup", "./cmd/sandboxtest-setup"}
+	podBinary   = binary{"sandboxtest-pod", "./internal/sandboxtest-pod"}
+)
+
+// ensure builds bins from this module's source into one cache folder,
+// under a file lock, and returns that folder.
+func ensure(ctx context.Context, o Options, bins ...binary) (string, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -116,30 +153,38 @@ func Ensure(ctx context.Context, o Options) (string, error) {
 	}
 	bi, _ := debug.ReadBuildInfo()
 	src := SourceOf(bi)
+	built := func(dir string) bool {
+		for _, b := range bins {
+			if !executable(filepath.Join(dir, b.name)) {
+				return false
+			}
+		}
+		return true
+	}
 
-	if src.Pinned { // the cached binary of a published version never goes stale
-		if p := filepath.Join(o.CacheDir, "bin", CacheKey(src, ""), "sandboxtest-setup"); executable(p) {
-			return p, nil
+	if src.Pinned { // the cached binaries of a published version never go stale
+		if d := filepath.Join(o.CacheDir, "bin", CacheKey(src, "")); built(d) {
+			return d, nil
 		}
 	}
-	dir, err := sourceDir(ctx, src)
+	srcDir, err := sourceDir(ctx, src)
 	if err != nil {
 		return "", err
 	}
-	key := CacheKey(src, dir)
-	out := filepath.Join(o.CacheDir, "bin", key, "sandboxtest-setup")
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	key := CacheKey(src, srcDir)
+	out := filepath.Join(o.CacheDir, "bin", key)
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return "", err
 	}
-	unlock, err := localstate.BuildLock(ctx, filepath.Join(o.CacheDir, "bin", key+".lock"), "sandboxtest-setup", o.Log)
+	unlock, err := localstate.BuildLock(ctx, filepath.Join(o.CacheDir, "bin", key+".lock"), bins[0].name, o.Log)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	if src.Pinned && executable(out) { // built by another process while we waited
+	if src.Pinned && built(out) { // built by another process while we waited
 		return out, nil
 	}
-	if err := build(ctx, src, dir, out, o.Log); err != nil {
+	if err := build(ctx, src, srcDir, out, bins, o.Log); err != nil {
 		return "", err
 	}
 	return out, nil
@@ -176,24 +221,37 @@ func sourceDir(ctx context.Context, src Source) (string, error) {
 
 // build runs go build into out, with a progress line every 15 s: a first
 // build compiles the cluster's code and takes minutes.
-func build(ctx context.Context, src Source, dir, out string, log io.Writer) error {
+func build(ctx context.Context, src Source, dir, out string, bins []binary, log io.Writer) error {
 	gobin, err := goTool()
 	if err != nil {
 		return err
 	}
-	first := !executable(out)
+	var names, pkgs []string
+	first := false
+	for _, b := range bins {
+		names = append(names, b.name)
+		pkgs = append(pkgs, b.pkg)
+		first = first || !executable(filepath.Join(out, b.name))
+	}
+	what := strings.Join(names, " and ")
 	start := time.Now()
 	if first {
-		fmt.Fprintf(log, "sandboxtest: building sandboxtest-setup (%s, from %s) into %s; the first build takes a few minutes\n", src.Why, dir, out)
+		slow := "" // sandboxtest-pod links no Kubernetes code: seconds
+		if bins[0] == setupBinary {
+			slow = "; the first build takes a few minutes"
+		}
+		fmt.Fprintf(log, "sandboxtest: building %s (%s, from %s) into %s%s\n", what, src.Why, dir, out, slow)
 	}
-	cmd := exec.CommandContext(ctx, gobin, "build", "-C", dir, "-o", out, "./cmd/sandboxtest-setup")
+	// -o names a folder: each main package becomes the file of its name.
+	args := append([]string{"build", "-C", dir, "-o", out + string(filepath.Separator)}, pkgs...)
+	cmd := exec.CommandContext(ctx, gobin, args...)
 	// The module's own go.mod decides, not a workspace or flags of the
 	// caller's; built for this machine, without cgo (no C toolchain needed).
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0", "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("sandboxtest: starting go build of sandboxtest-setup: %w", err)
+		return fmt.Errorf("sandboxtest: starting go build of %s: %w", what, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -203,14 +261,14 @@ func build(ctx context.Context, src Source, dir, out string, log io.Writer) erro
 		select {
 		case err := <-done:
 			if err != nil {
-				return fmt.Errorf("sandboxtest: go build -C %s -o %s ./cmd/sandboxtest-setup: %v\n%s\nfix the build, or set %s to a prebuilt sandboxtest-setup", dir, out, err, tail(output.String(), 30), EnvBin)
+				return fmt.Errorf("sandboxtest: go %s: %v\n%s\nfix the build, or set %s to a prebuilt sandboxtest-setup", strings.Join(args, " "), err, tail(output.String(), 30), EnvBin)
 			}
 			if d := time.Since(start); first || d >= heartbeat {
-				fmt.Fprintf(log, "sandboxtest: built sandboxtest-setup in %s\n", d.Round(time.Second))
+				fmt.Fprintf(log, "sandboxtest: built %s in %s\n", what, d.Round(time.Second))
 			}
 			return nil
 		case <-tick.C:
-			fmt.Fprintf(log, "sandboxtest: still building sandboxtest-setup (%s so far)\n", time.Since(start).Round(time.Second))
+			fmt.Fprintf(log, "sandboxtest: still building %s (%s so far)\n", what, time.Since(start).Round(time.Second))
 		}
 	}
 }

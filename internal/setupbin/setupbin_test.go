@@ -91,13 +91,41 @@ func TestEnsureBuildsFromTheCheckout(t *testing.T) {
 	var log strings.Builder
 	p, err := Ensure(t.Context(), Options{CacheDir: cache, Log: &log})
 	assert.NilError(t, err, log.String())
-	assert.Check(t, is.Contains(log.String(), "building sandboxtest-setup (the main module"))
+	assert.Check(t, is.Contains(log.String(), "building sandboxtest-setup and sandboxtest-pod (the main module"))
 	out, err := exec.Command(p, "local", "serve", "-h").CombinedOutput()
 	assert.Check(t, is.Contains(string(out), "-exit-with-stdin"), "%v", err)
+	// sandboxtest-pod is built beside it, and says it is not run by hand.
+	out, err = exec.Command(filepath.Join(filepath.Dir(p), "sandboxtest-pod")).CombinedOutput()
+	assert.Check(t, is.Contains(string(out), "is started by the local cluster's node"), "%v", err)
 
 	log.Reset()
 	p2, err := Ensure(t.Context(), Options{CacheDir: cache, Log: &log})
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(p2, p))
 	assert.Check(t, !strings.Contains(log.String(), "building sandboxtest-setup"), "announced a first build again: %s", log.String())
+}
+
+// TestPodBinary: without a sandboxtest-pod beside the running executable
+// (this test binary), PodBinary builds one into the cache, once.
+func TestPodBinary(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatalf("needs the go command: %v", err)
+	}
+	cache := t.TempDir()
+	var log strings.Builder
+	p, err := PodBinary(t.Context(), Options{CacheDir: cache, Log: &log})
+	assert.NilError(t, err, log.String())
+	assert.Check(t, is.Equal(filepath.Base(p), "sandboxtest-pod"))
+	assert.Check(t, strings.HasPrefix(p, cache), "%s is not in the cache %s", p, cache)
+	assert.Check(t, is.Contains(log.String(), "building sandboxtest-pod (the main module"))
+	assert.Check(t, !strings.Contains(log.String(), "few minutes"), log.String())
+	fi, err := os.Stat(p)
+	assert.NilError(t, err)
+	assert.Check(t, fi.Size() < 32<<20, "sandboxtest-pod is %d bytes: does it link Kubernetes?", fi.Size())
+
+	log.Reset()
+	p2, err := PodBinary(t.Context(), Options{CacheDir: cache, Log: &log})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(p2, p))
+	assert.Check(t, !strings.Contains(log.String(), "building"), "built again: %s", log.String())
 }

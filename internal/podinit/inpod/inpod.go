@@ -79,6 +79,11 @@ type NetworkConfig struct {
 	// LocalAddrs are extra addresses of the cluster namespace itself, where
 	// listeners opened through Listen can serve pods (a Service IP, say).
 	LocalAddrs []string `json:"localAddrs,omitempty"`
+	// Exe is the executable the helper runs from, and with it every pod
+	// init and runtime server it starts (they re-execute their own binary):
+	// a build of internal/sandboxtest-pod, which links no Kubernetes code. Empty:
+	// the node's own binary, which serves the same roles.
+	Exe string `json:"-"`
 }
 
 func init() {
