@@ -63,10 +63,11 @@ type Config struct {
 	// PodCIDR is the network of isolated pods, in a network namespace of
 	// the node's own; default DefaultPodCIDR.
 	PodCIDR string
-	// PodBinary runs the pods' own processes (the cluster network's helper,
-	// pod inits, the python runtime's server): a sandboxtest-pod build.
-	// Empty: this process's executable, which must then link package
-	// podinit (as the node's binary and its tests do).
+	// PodBinary runs the cluster network's helper, and through it the
+	// inits and runtime servers of isolated pods: a sandboxtest-pod build.
+	// Empty, and for unisolated pods (SANDBOXTEST_UNISOLATED): this
+	// process's executable, which links package podinit (as the node's
+	// binary and its tests do).
 	PodBinary string
 	// APIServer is kube-apiserver's host:port on the host. With
 	// APIServiceIP (the kubernetes Service's address) set too, pods reach
