@@ -557,6 +557,8 @@ func unwrapOpError(err error) error {
 // configurePod sets up the pod's side from here, through a netlink socket
 // opened in the pod's network namespace (so the init needs no network code):
 // lo and eth0 up, the pod's address, the default route through the bridge.
+// A pod addressed before (a node's spare init, given its address ahead and
+// then taken by a pod with another) has its old address replaced.
 func configurePod(pid int, pn *PodNet) error {
 	ip, gw := net.ParseIP(pn.IP), net.ParseIP(pn.Gateway)
 	if ip == nil || gw == nil {
@@ -583,13 +585,25 @@ func configurePod(pid int, pn *PodNet) error {
 	if err != nil {
 		return fmt.Errorf("the pod's eth0: %w", err)
 	}
-	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(pn.PrefixLen, 32)}}); err != nil {
+	old, err := h.AddrList(eth, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("listing eth0's addresses: %w", err)
+	}
+	for _, a := range old {
+		if !a.IP.Equal(ip) {
+			if err := h.AddrDel(eth, &a); err != nil {
+				return fmt.Errorf("removing %s from eth0: %w", a.IP, err)
+			}
+		}
+	}
+	if err := h.AddrReplace(eth, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(pn.PrefixLen, 32)}}); err != nil {
 		return fmt.Errorf("adding %s to eth0: %w", pn.IP, err)
 	}
 	if err := h.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("eth0 up: %w", err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+	// Replace: removing the old address took its route away, or it stays.
+	if err := h.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
 		return fmt.Errorf("default route via %s: %w", pn.Gateway, err)
 	}
 	return nil

@@ -147,3 +147,54 @@ func TestNetworkRefusesABadCIDR(t *testing.T) {
 		assert.Check(t, is.ErrorContains(err, want), cidr)
 	}
 }
+
+// TestAddressGivenAhead launches inits and gives their pods an address
+// before Configure, as a node does for its spare: with the same address
+// Configure keeps it; with another, the pod has only the new one, and its
+// default route.
+func TestAddressGivenAhead(t *testing.T) {
+	n, err := StartNetwork(NetworkConfig{CIDR: "10.244.0.0/16"})
+	assert.NilError(t, err)
+	t.Cleanup(n.Close)
+	// bind fails with EADDRNOTAVAIL for an address the pod does not have.
+	const binds = `import socket,sys
+for a in sys.argv[1:]:
+    try:
+        socket.socket().bind((a, 0)); print(a, "ok")
+    except OSError as e:
+        print(a, e.errno)`
+	for _, tc := range []struct{ ahead, pod, gone string }{
+		{ahead: "10.244.0.5", pod: "10.244.0.5"},
+		{ahead: "10.244.0.6", pod: "10.244.0.7", gone: "10.244.0.6"},
+	} {
+		t.Run(tc.ahead+" then "+tc.pod, func(t *testing.T) {
+			prep := Prep{Isolated: true, UID: 1000, GID: 1000}
+			var stderr bytes.Buffer
+			sb, err := n.Launch(prep, nil, &stderr)
+			assert.NilError(t, err, stderr.String())
+			t.Cleanup(sb.Kill)
+			pn := func(ip string) PodNet { return PodNet{IP: ip, PrefixLen: 16, Gateway: n.Gateway().String()} }
+			assert.NilError(t, sb.Attach(pn(tc.ahead)))
+			dir := t.TempDir()
+			root, app := filepath.Join(dir, "root"), filepath.Join(dir, "app")
+			assert.NilError(t, os.Mkdir(root, 0o755))
+			assert.NilError(t, os.Mkdir(app, 0o755))
+			podNet := pn(tc.pod)
+			err = sb.Configure(Config{Prep: prep, Root: root, Hostname: "ahead", PodIP: tc.pod, Net: &podNet,
+				Mounts: []Mount{{Source: app, Target: "/app"}}})
+			assert.NilError(t, err, stderr.String())
+
+			args := []string{"/usr/bin/python3", "-c", binds, tc.pod}
+			want := tc.pod + " ok\n"
+			if tc.gone != "" {
+				args = append(args, tc.gone)
+				want += tc.gone + " 99\n" // EADDRNOTAVAIL
+			}
+			out, code := run(t, sb, args...)
+			assert.Check(t, is.Equal(code, 0), out)
+			assert.Check(t, is.Equal(out, want))
+			out, _ = run(t, sb, "cat", "/proc/net/route")
+			assert.Check(t, is.Regexp(`(?m)^eth0\s+00000000\s+0100F40A\s`, out), "no default route via the bridge")
+		})
+	}
+}

@@ -23,6 +23,7 @@ type Sandbox struct {
 	pid    int
 	kill   func()              // by whoever started the init, which knows whether it still runs
 	attach func(*PodNet) error // on a cluster network: gives the pod its address
+	net    *PodNet             // the address given ahead (Attach), if any
 	c      *inpod.Conn
 	done   chan struct{} // closed when the init has exited (and with it every process of the pod)
 
@@ -173,6 +174,21 @@ func launchInit(prep Prep, place func(pid int) error, launch launcher) (*Sandbox
 	return sb, nil
 }
 
+// Attach gives a launched init's pod its address on the cluster network
+// ahead of Configure, so that a node keeping the init as a spare has that
+// done too; Configure with the same address then skips it (with another,
+// it readdresses the pod). On error the init is killed.
+func (s *Sandbox) Attach(pn PodNet) error {
+	if s.attach == nil {
+		return s.fail(errors.New("podinit: the pod init is not on a cluster network"))
+	}
+	if err := s.attach(&pn); err != nil {
+		return s.fail(fmt.Errorf("podinit: giving the pod its address: %w", err))
+	}
+	s.net = &pn
+	return nil
+}
+
 // Configure has a launched init build cfg's pod (cfg.Prep must be the one
 // it was launched with), and returns once the view is built. On error the
 // init is killed.
@@ -188,6 +204,8 @@ func (s *Sandbox) Configure(cfg Config) error {
 		attached <- nil
 	case cfg.Net == nil:
 		return s.fail(errors.New("podinit: a pod on the cluster network needs its address (Config.Net)"))
+	case s.net != nil && *s.net == *cfg.Net:
+		attached <- nil // given ahead
 	default:
 		go func() { attached <- s.attach(cfg.Net) }()
 	}
