@@ -3,6 +3,7 @@ package podinit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -69,6 +70,22 @@ func TestClusterNetwork(t *testing.T) {
 	conn.Close()
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(string(got), "pod-a"))
+	assert.Check(t, is.Equal(conn.RemoteAddr().String(), "10.244.0.2:8080"))
+
+	// Dials use up the node's unconnected sockets and get more.
+	for i := range 3 * socketBatch {
+		conn, err := n.DialContext(context.Background(), "tcp", "10.244.0.2:8080")
+		assert.NilError(t, err, "dial %d", i)
+		got, err := io.ReadAll(conn)
+		conn.Close()
+		assert.Check(t, err == nil && string(got) == "pod-a", "dial %d: %q, %v", i, got, err)
+	}
+
+	// A dial ends with its context: nothing answers for an address no pod has.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = n.DialContext(ctx, "tcp", "10.244.0.99:80")
+	assert.Check(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
 
 	// One pod reaches another.
 	out, code := run(t, b, "/usr/bin/python3", "-c", "import socket; s=socket.create_connection(('10.244.0.2', 8080), 5); print(s.recv(100).decode())")
@@ -82,7 +99,7 @@ func TestClusterNetwork(t *testing.T) {
 	assert.Check(t, code != 0, "a pod reached 1.1.1.1: %s", out)
 
 	// A closed port is refused, with the address named.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err = n.DialContext(ctx, "tcp", "10.244.0.3:9")
 	assert.Check(t, is.ErrorContains(err, "connection refused"))
