@@ -292,10 +292,24 @@ func freeAddr(t *testing.T) string {
 // pod's side, from asking for its init to the runtime server's first
 // answer: "exec" as before spares (the server exec'd once the view is
 // built), "warm" (the server started during the init's prep, as a pod
-// without a spare starts), "spare" (the init launched ahead, untimed):
+// without a spare starts), "spare" (the init launched ahead, untimed);
+// on a cluster network, reached through Network.DialContext as the node's
+// probes reach it, "net-spare" (the init launched ahead, its address given
+// with the view) and "net-spare-addressed" (launched and addressed ahead,
+// as the node's spare is):
 // go test -run '^$' -bench RuntimePodStart -benchtime 30x ./internal/podinit
 func BenchmarkRuntimePodStart(b *testing.B) {
-	for _, mode := range []string{"exec", "warm", "spare"} {
+	var n *Network
+	podN := 0 // numbers the pods on the network: an address is not reused while its dead pod's veth may linger
+	for _, mode := range []string{"exec", "warm", "spare", "net-spare", "net-spare-addressed"} {
+		onNet := strings.HasPrefix(mode, "net-")
+		if onNet && n == nil {
+			var err error
+			if n, err = StartNetwork(NetworkConfig{CIDR: "10.244.0.0/16"}); err != nil {
+				b.Fatal(err)
+			}
+			defer n.Close()
+		}
 		b.Run(mode, func(b *testing.B) {
 			dir := b.TempDir()
 			app := filepath.Join(dir, "app")
@@ -306,24 +320,42 @@ func BenchmarkRuntimePodStart(b *testing.B) {
 			if mode != "exec" {
 				prep.Warm = RuntimeServerRole
 			}
-			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			transport := &http.Transport{DisableKeepAlives: true}
+			if onNet {
+				transport.DialContext = n.DialContext
+			}
+			client := &http.Client{Transport: transport}
 			for i := 0; b.Loop(); i++ {
 				cfg := Config{Prep: prep, Hostname: "bench", Root: filepath.Join(dir, "root"+strconv.Itoa(i)),
 					Mounts: []Mount{{Source: app, Target: "/app"}}}
 				if err := os.Mkdir(cfg.Root, 0o755); err != nil {
 					b.Fatal(err)
 				}
-				addr := fmt.Sprintf("127.0.%d.%d:8888", 1+i/250, 2+i%250)
+				ip := fmt.Sprintf("127.0.%d.%d", 1+i/250, 2+i%250)
+				if onNet {
+					podN++
+					ip = fmt.Sprintf("10.244.%d.%d", 1+podN/250, 2+podN%250)
+					cfg.Net = &PodNet{IP: ip, PrefixLen: 16, Gateway: n.Gateway().String()}
+				}
+				addr := ip + ":8888"
 				var sb *Sandbox
 				var err error
-				if mode == "spare" {
+				switch mode {
+				case "spare", "net-spare", "net-spare-addressed":
 					b.StopTimer()
-					sb, err = Launch(prep, nil, os.Stderr)
+					if onNet {
+						sb, err = n.Launch(prep, nil, os.Stderr)
+					} else {
+						sb, err = Launch(prep, nil, os.Stderr)
+					}
+					if err == nil && mode == "net-spare-addressed" {
+						err = sb.Attach(*cfg.Net)
+					}
 					b.StartTimer()
 					if err == nil {
 						err = sb.Configure(cfg)
 					}
-				} else {
+				default:
 					sb, err = Start(cfg, nil, os.Stderr)
 				}
 				if err != nil {
