@@ -450,7 +450,7 @@ func (a stringAddr) String() string  { return string(a) }
 // Start starts a pod init on the cluster network with cfg (cfg.Net its
 // address) and returns once its view is built: Launch, then Configure.
 func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	sb, err := n.Launch(cfg.Prep, place, stderr)
+	sb, err := n.Launch(cfg.Prep, "", place, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -464,11 +464,11 @@ func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer)
 // does: the helper clones it in new namespaces, network included, and
 // plugs the pod's end of a veth pair (eth0) into it; Configure gives the
 // pod its address.
-func (n *Network) Launch(prep Prep, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+func (n *Network) Launch(prep Prep, viewRoot string, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
 	if !prep.Isolated {
 		return nil, errors.New("podinit: a pod on the cluster network must be isolated")
 	}
-	return launchInit(prep, place, func(conn *os.File, ended func(error)) (launched, error) {
+	return launchInit(prep, viewRoot, place, func(conn *os.File, ended func(error)) (launched, error) {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return launched{}, err

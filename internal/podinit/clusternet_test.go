@@ -187,7 +187,7 @@ for a in sys.argv[1:]:
 		t.Run(tc.ahead+" then "+tc.pod, func(t *testing.T) {
 			prep := Prep{Isolated: true, UID: 1000, GID: 1000}
 			var stderr bytes.Buffer
-			sb, err := n.Launch(prep, nil, &stderr)
+			sb, err := n.Launch(prep, "", nil, &stderr)
 			assert.NilError(t, err, stderr.String())
 			t.Cleanup(sb.Kill)
 			pn := func(ip string) PodNet { return PodNet{IP: ip, PrefixLen: 16, Gateway: n.Gateway().String()} }

@@ -2,6 +2,8 @@ package processnode
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -29,38 +31,52 @@ import (
 type launchedInit struct {
 	prep   podinit.Prep
 	ip     string // a spare's own address, until a pod takes it over
+	dir    string // a spare's directory, holding the root its view was prepared on
 	sb     *podinit.Sandbox
 	group  *podGroup // nil without cgroup limits
 	stderr *syncbuf.Buffer
 }
 
 // launch starts a pod init prepared for prep, in new cgroups named id. A
-// spare gets ip, configured at once on a cluster network; a pod's init
-// gets its address in use.
+// spare gets ip, configured at once on a cluster network, and the
+// pod-independent part of its view, built on a root of its own; a pod's
+// init gets both in use.
 func (p *Provider) launch(prep podinit.Prep, id, ip string) (*launchedInit, error) {
 	li := &launchedInit{prep: prep, ip: ip, stderr: &syncbuf.Buffer{}}
+	var viewRoot string
+	if ip != "" && prep.Isolated {
+		li.dir = filepath.Join(p.cfg.Dir, "spares", id)
+		viewRoot = filepath.Join(li.dir, "root")
+		if err := os.MkdirAll(viewRoot, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	fail := func(err error) (*launchedInit, error) {
+		li.removeGroup()
+		li.removeDir()
+		return nil, li.withStderr(err)
+	}
 	var place func(int) error
 	if p.limits != nil && !p.limits.rlim {
 		g, err := p.limits.create(id)
 		if err != nil {
+			li.removeDir()
 			return nil, err
 		}
 		li.group, place = g, g.place
 	}
 	var err error
 	if p.net != nil {
-		li.sb, err = p.net.Launch(prep, place, li.stderr)
+		li.sb, err = p.net.Launch(prep, viewRoot, place, li.stderr)
 	} else {
-		li.sb, err = podinit.Launch(prep, place, li.stderr)
+		li.sb, err = podinit.Launch(prep, viewRoot, place, li.stderr)
 	}
 	if err != nil {
-		li.removeGroup()
-		return nil, li.withStderr(err)
+		return fail(err)
 	}
 	if ip != "" && p.net != nil {
 		if err := li.sb.Attach(p.podNet(ip)); err != nil {
-			li.removeGroup()
-			return nil, li.withStderr(err)
+			return fail(err)
 		}
 	}
 	return li, nil
@@ -72,17 +88,27 @@ func (p *Provider) podNet(ip string) podinit.PodNet {
 	return podinit.PodNet{IP: ip, PrefixLen: ones, Gateway: p.net.Gateway().String()}
 }
 
-// discard kills a spare no pod took, and frees its address.
+// discard kills a spare no pod took, and frees its address and directory.
 func (p *Provider) discard(li *launchedInit) {
 	li.kill()
-	p.releaseSpareIP(li)
+	p.releaseSpare(li)
 }
 
-// releaseSpareIP frees the spare's own address unless a pod took it over.
-func (p *Provider) releaseSpareIP(li *launchedInit) {
+// releaseSpare frees the spare's own address unless a pod took it over,
+// and removes its directory: the root its view was prepared on is no
+// mount point any more once the init has pivoted into it, or has ended.
+func (p *Provider) releaseSpare(li *launchedInit) {
 	if li.ip != "" {
 		p.ips.release(li.ip)
 		li.ip = ""
+	}
+	li.removeDir()
+}
+
+func (li *launchedInit) removeDir() {
+	if li.dir != "" {
+		_ = os.RemoveAll(li.dir)
+		li.dir = ""
 	}
 }
 
@@ -105,6 +131,7 @@ func (li *launchedInit) use(cfg podinit.Config, containers []corev1.Container) e
 func (li *launchedInit) kill() {
 	li.sb.Kill()
 	li.removeGroup()
+	li.removeDir()
 }
 
 func (li *launchedInit) removeGroup() {
@@ -166,7 +193,7 @@ func (p *Provider) startInit(r *podRun, cfg podinit.Config, containers []corev1.
 	}
 	if li != nil {
 		err := li.use(cfg, containers) // readdresses a spare taken after the pod's creation
-		p.releaseSpareIP(li)
+		p.releaseSpare(li)
 		if err == nil {
 			return li.sb, li.group, nil
 		}

@@ -2,6 +2,8 @@ package processnode
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +42,14 @@ func TestSparePodInit(t *testing.T) {
 		}, poll.WithTimeout(10*time.Second), poll.WithDelay(10*time.Millisecond))
 		return pid, ip
 	}
+	spareDirs := func() []string { // each spare's root, on which its view was prepared
+		entries, _ := os.ReadDir(filepath.Join(h.p.cfg.Dir, "spares"))
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
 	inUse := func(ip string) bool {
 		h.p.ips.mu.Lock()
 		defer h.p.ips.mu.Unlock()
@@ -50,6 +60,7 @@ func TestSparePodInit(t *testing.T) {
 	spare, spareIP := waitSpare(0)
 	assert.Check(t, spareIP != "" && spareIP != first.Status.PodIP, "the spare's address %q", spareIP)
 	assert.Check(t, inUse(spareIP))
+	assert.Check(t, is.DeepEqual(spareDirs(), []string{"spare-1"}))
 	second := runtimePod()
 	r := h.p.get(second.Namespace, second.Name)
 	assert.Check(t, is.Equal(r.sb.Pid(), spare), "the second pod did not take the spare")
@@ -64,6 +75,7 @@ func TestSparePodInit(t *testing.T) {
 	}, poll.WithTimeout(10*time.Second), poll.WithDelay(10*time.Millisecond))
 
 	next, nextIP := waitSpare(spare)
+	assert.Check(t, is.DeepEqual(spareDirs(), []string{"spare-2"}), "the taken spare's directory is left")
 	assert.Check(t, nextIP != "" && nextIP != spareIP && inUse(nextIP), "the next spare's address %q", nextIP)
 	procs := append([]int{next}, proc.Children(next)...)
 	assert.Check(t, len(procs) == 2, "the spare init and its warm server: %v", procs)
@@ -71,6 +83,7 @@ func TestSparePodInit(t *testing.T) {
 	pid, _ := h.p.sparePid()
 	assert.Check(t, is.Equal(pid, 0))
 	assert.Check(t, !inUse(nextIP), "the unused spare's address %s is still taken", nextIP)
+	assert.Check(t, is.Len(spareDirs(), 0), "the unused spare's directory is left")
 	for _, pid := range procs {
 		err := syscall.Kill(pid, 0)
 		assert.Check(t, err == syscall.ESRCH, "process %d of the spare survives the node: %v", pid, err)

@@ -45,9 +45,12 @@ type Message struct {
 	ID  int    `json:"id,omitempty"`
 	Pid int    `json:"pid,omitempty"`
 
-	Prep   *Prep          `json:"prep,omitempty"`
-	Config *Config        `json:"config,omitempty"`
-	Net    *NetworkConfig `json:"net,omitempty"`
+	Prep *Prep `json:"prep,omitempty"`
+	// OpPrepare: an empty host directory to build the part of the pod's
+	// view that no pod decides on, ahead (see Launch)
+	ViewRoot string         `json:"viewRoot,omitempty"`
+	Config   *Config        `json:"config,omitempty"`
+	Net      *NetworkConfig `json:"net,omitempty"`
 
 	// OpDial, OpListen
 	Network   string `json:"network,omitempty"`
