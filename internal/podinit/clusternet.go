@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -25,8 +26,10 @@ import (
 // CIDR, and starts every pod init, so each pod's namespaces nest inside the
 // cluster's and the helper may move a veth end into them. Nothing of it is
 // visible in the host's network. The node reaches pods through it: the
-// helper dials (or listens) inside and hands the socket back, which then
-// works from the host like any other.
+// helper makes sockets inside (a socket stays in the network namespace it
+// was created in) and hands them over, which then work from the host like
+// any other. For dials the node keeps a few unconnected ones and connects
+// them itself, so a dial costs no round trip through the helper.
 
 const bridgeName = "sbt0"
 
@@ -43,7 +46,16 @@ type Network struct {
 	waiting map[int]chan netReply
 	ended   map[int]func(error) // spawned inits, by request id
 	err     error
+
+	sockMu    sync.Mutex
+	socks     []*os.File // unconnected TCP sockets of the cluster network, non-blocking
+	refilling bool
+	closed    bool
 }
+
+// socketBatch is how many unconnected sockets the node asks for at a time;
+// it asks for more when half are used.
+const socketBatch = inpod.MaxFiles
 
 type netReply struct {
 	m     inpod.Message
@@ -109,6 +121,11 @@ func StartNetwork(cfg NetworkConfig) (*Network, error) {
 		return nil, fmt.Errorf("podinit: setting up the cluster network: %w", err)
 	}
 	go n.readLoop()
+	n.refilling = true // the first batch, for the first dial
+	go func() {
+		files, _ := n.fetchSockets(context.Background())
+		n.keepSockets(files, true)
+	}()
 	return n, nil
 }
 
@@ -144,6 +161,10 @@ func (n *Network) exited(err error) {
 	for _, f := range ended {
 		f(fmt.Errorf("the cluster network ended (%v)", err))
 	}
+	n.sockMu.Lock()
+	inpod.CloseAll(n.socks)
+	n.socks, n.closed = nil, true
+	n.sockMu.Unlock()
 	close(n.done)
 }
 
@@ -226,6 +247,14 @@ func (n *Network) DialContext(ctx context.Context, network, addr string) (net.Co
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 	}
+	if sa := inet4(network, addr); sa != nil {
+		c, err := n.connect(ctx, sa)
+		if err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: stringAddr(addr), Err: err}
+		}
+		return c, nil
+	}
+	// A name, or another network: the helper dials.
 	deadline, _ := ctx.Deadline()
 	r, err := n.call(ctx, inpod.Message{Op: inpod.OpDial, Network: network, Addr: addr, TimeoutMS: time.Until(deadline).Milliseconds()}, nil)
 	if err != nil {
@@ -237,6 +266,159 @@ func (n *Network) DialContext(ctx context.Context, network, addr string) (net.Co
 	}
 	defer f.Close()
 	return net.FileConn(f)
+}
+
+// inet4 is addr as a socket address when it is an IPv4 address and port
+// on a TCP network, else nil.
+func inet4(network, addr string) *unix.SockaddrInet4 {
+	if network != "tcp" && network != "tcp4" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host).To4()
+	p, err := strconv.ParseUint(port, 10, 16)
+	if ip == nil || err != nil {
+		return nil
+	}
+	sa := &unix.SockaddrInet4{Port: int(p)}
+	copy(sa.Addr[:], ip)
+	return sa
+}
+
+// connect connects one of the cluster network's sockets to sa, from here,
+// until ctx ends.
+func (n *Network) connect(ctx context.Context, sa *unix.SockaddrInet4) (net.Conn, error) {
+	f, err := n.socket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cerr error
+	if err := rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sa) }); err != nil {
+		return nil, err
+	}
+	if cerr == unix.EINPROGRESS || cerr == unix.EALREADY {
+		// Wait until it is writable, as net.Dialer does; ctx ends the wait.
+		deadline, _ := ctx.Deadline()
+		if err := f.SetWriteDeadline(deadline); err != nil {
+			return nil, err
+		}
+		stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(time.Unix(1, 0)) })
+		defer stop()
+		err := rc.Write(func(fd uintptr) bool {
+			v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case err != nil:
+				cerr = err
+			case v == int(unix.EINPROGRESS) || v == int(unix.EALREADY) || v == int(unix.EINTR):
+				return false
+			case v != 0:
+				cerr = unix.Errno(v)
+			default:
+				if _, err := unix.Getpeername(int(fd)); err != nil {
+					return false // not yet connected
+				}
+				cerr = nil
+			}
+			return true
+		})
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded): // ctx's deadline, just before ctx says so
+			return nil, context.DeadlineExceeded
+		default:
+			return nil, err
+		}
+	}
+	if cerr != nil {
+		return nil, os.NewSyscallError("connect", cerr)
+	}
+	return net.FileConn(f)
+}
+
+// socket takes an unconnected socket of the cluster network, asking the
+// helper for more in the background when half are used, and at once when
+// none is left.
+func (n *Network) socket(ctx context.Context) (*os.File, error) {
+	n.sockMu.Lock()
+	if n.closed {
+		n.sockMu.Unlock()
+		return nil, errors.New("the cluster network ended")
+	}
+	if k := len(n.socks); k > 0 {
+		f := n.socks[k-1]
+		n.socks = n.socks[:k-1]
+		refill := k-1 <= socketBatch/2 && !n.refilling
+		n.refilling = n.refilling || refill
+		n.sockMu.Unlock()
+		if refill {
+			go func() {
+				files, _ := n.fetchSockets(context.Background())
+				n.keepSockets(files, true)
+			}()
+		}
+		return f, nil
+	}
+	n.sockMu.Unlock()
+	files, err := n.fetchSockets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.keepSockets(files[1:], false)
+	return files[0], nil
+}
+
+// keepSockets adds files to the spare sockets (closes them once the network ended).
+func (n *Network) keepSockets(files []*os.File, refilled bool) {
+	n.sockMu.Lock()
+	defer n.sockMu.Unlock()
+	if refilled {
+		n.refilling = false
+	}
+	if n.closed {
+		inpod.CloseAll(files)
+		return
+	}
+	n.socks = append(n.socks, files...)
+}
+
+// fetchSockets asks the helper for a batch of sockets, made non-blocking
+// here so that the runtime's poller waits on their connects.
+func (n *Network) fetchSockets(ctx context.Context) ([]*os.File, error) {
+	r, err := n.call(ctx, inpod.Message{Op: inpod.OpSockets, Count: socketBatch}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.files) == 0 {
+		return nil, errors.New("no socket came back from the cluster network")
+	}
+	out := make([]*os.File, 0, len(r.files))
+	for _, f := range r.files {
+		// A file made by os.NewFile on a blocking descriptor is not
+		// pollable: a non-blocking duplicate is.
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err == nil {
+			if err = unix.SetNonblock(fd, true); err != nil {
+				unix.Close(fd)
+			}
+		}
+		f.Close()
+		if err != nil {
+			inpod.CloseAll(out)
+			return nil, fmt.Errorf("podinit: a socket of the cluster network: %w", err)
+		}
+		out = append(out, os.NewFile(uintptr(fd), "cluster-net socket"))
+	}
+	return out, nil
 }
 
 // Listen opens a listener inside the cluster network (on the bridge's
@@ -272,7 +454,7 @@ func (a stringAddr) String() string  { return string(a) }
 // Start starts a pod init on the cluster network with cfg (cfg.Net its
 // address) and returns once its view is built: Launch, then Configure.
 func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	sb, err := n.Launch(cfg.Prep, place, stderr)
+	sb, err := n.Launch(cfg.Prep, "", place, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -286,11 +468,11 @@ func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer)
 // does: the helper clones it in new namespaces, network included, and
 // plugs the pod's end of a veth pair (eth0) into it; Configure gives the
 // pod its address.
-func (n *Network) Launch(prep Prep, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+func (n *Network) Launch(prep Prep, viewRoot string, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
 	if !prep.Isolated {
 		return nil, errors.New("podinit: a pod on the cluster network must be isolated")
 	}
-	return launchInit(prep, place, func(conn *os.File, ended func(error)) (launched, error) {
+	return launchInit(prep, viewRoot, place, func(conn *os.File, ended func(error)) (launched, error) {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return launched{}, err
@@ -374,6 +556,8 @@ func runClusterNet() error {
 			go h.dial(m)
 		case inpod.OpListen:
 			h.listen(m)
+		case inpod.OpSockets:
+			h.sockets(m)
 		case inpod.OpSignal:
 			h.mu.Lock()
 			cmd := h.inits[m.ID]
@@ -516,6 +700,21 @@ func (h *netHelper) dial(m inpod.Message) {
 	h.sendSocket(m.ID, conn.(socket))
 }
 
+// sockets answers with m.Count unconnected TCP sockets of this network.
+func (h *netHelper) sockets(m inpod.Message) {
+	var files []*os.File
+	defer func() { inpod.CloseAll(files) }()
+	for range min(max(m.Count, 1), inpod.MaxFiles) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			h.fail(m.ID, fmt.Errorf("socket: %w", err))
+			return
+		}
+		files = append(files, os.NewFile(uintptr(fd), "socket"))
+	}
+	_ = h.c.Send(inpod.Message{Op: inpod.OpStarted, ID: m.ID}, files...)
+}
+
 func (h *netHelper) listen(m inpod.Message) {
 	ln, err := net.Listen(m.Network, m.Addr)
 	if err != nil {
@@ -561,6 +760,8 @@ func unwrapOpError(err error) error {
 // configurePod sets up the pod's side from here, through a netlink socket
 // opened in the pod's network namespace (so the init needs no network code):
 // lo and eth0 up, the pod's address, the default route through the bridge.
+// A pod addressed before (a node's spare init, given its address ahead and
+// then taken by a pod with another) has its old address replaced.
 func configurePod(pid int, pn *PodNet) error {
 	ip, gw := net.ParseIP(pn.IP), net.ParseIP(pn.Gateway)
 	if ip == nil || gw == nil {
@@ -587,13 +788,25 @@ func configurePod(pid int, pn *PodNet) error {
 	if err != nil {
 		return fmt.Errorf("the pod's eth0: %w", err)
 	}
-	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(pn.PrefixLen, 32)}}); err != nil {
+	old, err := h.AddrList(eth, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("listing eth0's addresses: %w", err)
+	}
+	for _, a := range old {
+		if !a.IP.Equal(ip) {
+			if err := h.AddrDel(eth, &a); err != nil {
+				return fmt.Errorf("removing %s from eth0: %w", a.IP, err)
+			}
+		}
+	}
+	if err := h.AddrReplace(eth, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(pn.PrefixLen, 32)}}); err != nil {
 		return fmt.Errorf("adding %s to eth0: %w", pn.IP, err)
 	}
 	if err := h.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("eth0 up: %w", err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+	// Replace: removing the old address took its route away, or it stays.
+	if err := h.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
 		return fmt.Errorf("default route via %s: %w", pn.Gateway, err)
 	}
 	return nil

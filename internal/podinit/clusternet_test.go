@@ -3,6 +3,7 @@ package podinit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -69,6 +70,22 @@ func TestClusterNetwork(t *testing.T) {
 	conn.Close()
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(string(got), "pod-a"))
+	assert.Check(t, is.Equal(conn.RemoteAddr().String(), "10.244.0.2:8080"))
+
+	// Dials use up the node's unconnected sockets and get more.
+	for i := range 3 * socketBatch {
+		conn, err := n.DialContext(context.Background(), "tcp", "10.244.0.2:8080")
+		assert.NilError(t, err, "dial %d", i)
+		got, err := io.ReadAll(conn)
+		conn.Close()
+		assert.Check(t, err == nil && string(got) == "pod-a", "dial %d: %q, %v", i, got, err)
+	}
+
+	// A dial ends with its context: nothing answers for an address no pod has.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = n.DialContext(ctx, "tcp", "10.244.0.99:80")
+	assert.Check(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
 
 	// One pod reaches another.
 	out, code := run(t, b, "/usr/bin/python3", "-c", "import socket; s=socket.create_connection(('10.244.0.2', 8080), 5); print(s.recv(100).decode())")
@@ -82,7 +99,7 @@ func TestClusterNetwork(t *testing.T) {
 	assert.Check(t, code != 0, "a pod reached 1.1.1.1: %s", out)
 
 	// A closed port is refused, with the address named.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err = n.DialContext(ctx, "tcp", "10.244.0.3:9")
 	assert.Check(t, is.ErrorContains(err, "connection refused"))
@@ -145,5 +162,56 @@ func TestNetworkRefusesABadCIDR(t *testing.T) {
 	} {
 		_, err := StartNetwork(NetworkConfig{CIDR: cidr})
 		assert.Check(t, is.ErrorContains(err, want), cidr)
+	}
+}
+
+// TestAddressGivenAhead launches inits and gives their pods an address
+// before Configure, as a node does for its spare: with the same address
+// Configure keeps it; with another, the pod has only the new one, and its
+// default route.
+func TestAddressGivenAhead(t *testing.T) {
+	n, err := StartNetwork(NetworkConfig{CIDR: "10.244.0.0/16"})
+	assert.NilError(t, err)
+	t.Cleanup(n.Close)
+	// bind fails with EADDRNOTAVAIL for an address the pod does not have.
+	const binds = `import socket,sys
+for a in sys.argv[1:]:
+    try:
+        socket.socket().bind((a, 0)); print(a, "ok")
+    except OSError as e:
+        print(a, e.errno)`
+	for _, tc := range []struct{ ahead, pod, gone string }{
+		{ahead: "10.244.0.5", pod: "10.244.0.5"},
+		{ahead: "10.244.0.6", pod: "10.244.0.7", gone: "10.244.0.6"},
+	} {
+		t.Run(tc.ahead+" then "+tc.pod, func(t *testing.T) {
+			prep := Prep{Isolated: true, UID: 1000, GID: 1000}
+			var stderr bytes.Buffer
+			sb, err := n.Launch(prep, "", nil, &stderr)
+			assert.NilError(t, err, stderr.String())
+			t.Cleanup(sb.Kill)
+			pn := func(ip string) PodNet { return PodNet{IP: ip, PrefixLen: 16, Gateway: n.Gateway().String()} }
+			assert.NilError(t, sb.Attach(pn(tc.ahead)))
+			dir := t.TempDir()
+			root, app := filepath.Join(dir, "root"), filepath.Join(dir, "app")
+			assert.NilError(t, os.Mkdir(root, 0o755))
+			assert.NilError(t, os.Mkdir(app, 0o755))
+			podNet := pn(tc.pod)
+			err = sb.Configure(Config{Prep: prep, Root: root, Hostname: "ahead", PodIP: tc.pod, Net: &podNet,
+				Mounts: []Mount{{Source: app, Target: "/app"}}})
+			assert.NilError(t, err, stderr.String())
+
+			args := []string{"/usr/bin/python3", "-c", binds, tc.pod}
+			want := tc.pod + " ok\n"
+			if tc.gone != "" {
+				args = append(args, tc.gone)
+				want += tc.gone + " 99\n" // EADDRNOTAVAIL
+			}
+			out, code := run(t, sb, args...)
+			assert.Check(t, is.Equal(code, 0), out)
+			assert.Check(t, is.Equal(out, want))
+			out, _ = run(t, sb, "cat", "/proc/net/route")
+			assert.Check(t, is.Regexp(`(?m)^eth0\s+00000000\s+0100F40A\s`, out), "no default route via the bridge")
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -209,27 +210,45 @@ func BenchmarkExecTrue(b *testing.B) {
 // TestWarmRuntimeServer prepares an init with a warm runtime server, as a
 // node's spare, then gives it a pod: the exec of the server takes the warm
 // process over, which serves from inside the pod's view with the exec's
-// environment and working directory.
+// environment and working directory. The view is built at Configure, or
+// its pod-independent part ahead on a root of the spare's own, which can
+// be removed once Configure has returned.
 func TestWarmRuntimeServer(t *testing.T) {
+	for _, ahead := range []bool{false, true} {
+		t.Run(map[bool]string{false: "view at configure", true: "view prepared ahead"}[ahead], func(t *testing.T) {
+			testWarmRuntimeServer(t, ahead)
+		})
+	}
+}
+
+func testWarmRuntimeServer(t *testing.T, ahead bool) {
 	dir := t.TempDir()
-	for _, d := range []string{"root", "app"} {
+	for _, d := range []string{"root", "app", "spare-root"} {
 		assert.NilError(t, os.Mkdir(filepath.Join(dir, d), 0o755))
+	}
+	viewRoot, root := "", filepath.Join(dir, "root")
+	if ahead {
+		// Config.Root is then not used: a directory that does not exist.
+		viewRoot, root = filepath.Join(dir, "spare-root"), filepath.Join(dir, "absent")
 	}
 	var stderr bytes.Buffer
 	prep := Prep{Isolated: true, UID: 1000, GID: 1000, Warm: inpod.RoleRuntimeServer}
 	// stderr is read only once the init has ended (on failure): until then
 	// it is being written.
-	sb, err := Launch(prep, nil, &stderr)
+	sb, err := Launch(prep, viewRoot, nil, &stderr)
 	if err != nil {
 		t.Fatalf("%v: %s", err, stderr.String())
 	}
 	t.Cleanup(sb.Kill)
 	err = sb.Configure(Config{
-		Prep: prep, Root: filepath.Join(dir, "root"), Hostname: "warm-pod",
+		Prep: prep, Root: root, Hostname: "warm-pod", PodIP: "10.1.2.3",
 		Mounts: []Mount{{Source: filepath.Join(dir, "app"), Target: "/app"}},
 	})
 	if err != nil {
 		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	if ahead {
+		assert.NilError(t, os.Remove(viewRoot), "the prepared root is still in use")
 	}
 
 	addr := freeAddr(t)
@@ -247,7 +266,7 @@ func TestWarmRuntimeServer(t *testing.T) {
 		ExitCode       int `json:"exit_code"`
 	}
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		body := strings.NewReader(`{"command": "sh -c 'hostname; pwd; id -u; echo $FOO; tr \\\\0 \" \" < /proc/$PPID/cmdline; echo; ls /work'"}`)
+		body := strings.NewReader(`{"command": "sh -c 'hostname; pwd; id -u; echo $FOO; tr \\\\0 \" \" < /proc/$PPID/cmdline; echo; grep -c warm-pod /etc/hosts; ls /work'"}`)
 		client := http.Client{Timeout: 2 * time.Second}
 		resp, err := client.Post("http://"+addr+"/execute", "application/json", body)
 		if err != nil {
@@ -261,13 +280,14 @@ func TestWarmRuntimeServer(t *testing.T) {
 	}, poll.WithTimeout(10*time.Second), poll.WithDelay(10*time.Millisecond))
 	log, _ := os.ReadFile(logPath)
 	lines := strings.Split(res.Stdout, "\n")
-	assert.Assert(t, len(lines) >= 5, "%+v; log: %s", res, log)
+	assert.Assert(t, len(lines) >= 6, "%+v; log: %s", res, log)
 	assert.Check(t, is.Equal(lines[0], "warm-pod"))
 	assert.Check(t, is.Equal(lines[1], "/app"))
 	assert.Check(t, is.Equal(lines[2], "1000"))
 	assert.Check(t, is.Equal(lines[3], "bar"))
 	// The command's parent is the process started warm, not a new one.
 	assert.Check(t, is.Equal(lines[4], inpod.RoleRuntimeServer+" "+inpod.WarmArg+" "), "%+v", res)
+	assert.Check(t, is.Equal(lines[5], "1"), "the pod's /etc/hosts: %+v", res)
 	assert.Check(t, res.ExitCode != 0, "the host's /work is visible: %+v", res)
 	assert.Check(t, is.Contains(string(log), "runtime server listening on http://"+addr+" (root /app)"))
 
@@ -292,10 +312,25 @@ func freeAddr(t *testing.T) string {
 // pod's side, from asking for its init to the runtime server's first
 // answer: "exec" as before spares (the server exec'd once the view is
 // built), "warm" (the server started during the init's prep, as a pod
-// without a spare starts), "spare" (the init launched ahead, untimed):
+// without a spare starts), "spare" (the init launched ahead, untimed);
+// on a cluster network, reached through Network.DialContext as the node's
+// probes reach it, "net-spare" (the init launched ahead, its address given
+// with the view), "net-spare-addressed" (launched and addressed ahead) and
+// "net-spare-ahead" (launched, addressed and the view's pod-independent
+// part built ahead, as the node's spare is):
 // go test -run '^$' -bench RuntimePodStart -benchtime 30x ./internal/podinit
 func BenchmarkRuntimePodStart(b *testing.B) {
-	for _, mode := range []string{"exec", "warm", "spare"} {
+	var n *Network
+	podN := 0 // numbers the pods on the network: an address is not reused while its dead pod's veth may linger
+	for _, mode := range []string{"exec", "warm", "spare", "net-spare", "net-spare-addressed", "net-spare-ahead"} {
+		onNet := strings.HasPrefix(mode, "net-")
+		if onNet && n == nil {
+			var err error
+			if n, err = StartNetwork(NetworkConfig{CIDR: "10.244.0.0/16"}); err != nil {
+				b.Fatal(err)
+			}
+			defer n.Close()
+		}
 		b.Run(mode, func(b *testing.B) {
 			dir := b.TempDir()
 			app := filepath.Join(dir, "app")
@@ -306,24 +341,49 @@ func BenchmarkRuntimePodStart(b *testing.B) {
 			if mode != "exec" {
 				prep.Warm = RuntimeServerRole
 			}
-			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			transport := &http.Transport{DisableKeepAlives: true}
+			if onNet {
+				transport.DialContext = n.DialContext
+			}
+			client := &http.Client{Transport: transport}
+			var times []time.Duration
 			for i := 0; b.Loop(); i++ {
 				cfg := Config{Prep: prep, Hostname: "bench", Root: filepath.Join(dir, "root"+strconv.Itoa(i)),
 					Mounts: []Mount{{Source: app, Target: "/app"}}}
 				if err := os.Mkdir(cfg.Root, 0o755); err != nil {
 					b.Fatal(err)
 				}
-				addr := fmt.Sprintf("127.0.%d.%d:8888", 1+i/250, 2+i%250)
+				ip := fmt.Sprintf("127.0.%d.%d", 1+i/250, 2+i%250)
+				if onNet {
+					podN++
+					ip = fmt.Sprintf("10.244.%d.%d", 1+podN/250, 2+podN%250)
+					cfg.Net = &PodNet{IP: ip, PrefixLen: 16, Gateway: n.Gateway().String()}
+				}
+				addr := ip + ":8888"
 				var sb *Sandbox
 				var err error
-				if mode == "spare" {
+				t0 := time.Now()
+				switch mode {
+				case "spare", "net-spare", "net-spare-addressed", "net-spare-ahead":
 					b.StopTimer()
-					sb, err = Launch(prep, nil, os.Stderr)
+					viewRoot := ""
+					if mode == "net-spare-ahead" {
+						viewRoot = cfg.Root
+					}
+					if onNet {
+						sb, err = n.Launch(prep, viewRoot, nil, os.Stderr)
+					} else {
+						sb, err = Launch(prep, viewRoot, nil, os.Stderr)
+					}
+					if err == nil && mode != "spare" && mode != "net-spare" {
+						err = sb.Attach(*cfg.Net)
+					}
 					b.StartTimer()
+					t0 = time.Now()
 					if err == nil {
 						err = sb.Configure(cfg)
 					}
-				} else {
+				default:
 					sb, err = Start(cfg, nil, os.Stderr)
 				}
 				if err != nil {
@@ -340,10 +400,13 @@ func BenchmarkRuntimePodStart(b *testing.B) {
 					}
 					time.Sleep(time.Millisecond)
 				}
+				times = append(times, time.Since(t0))
 				b.StopTimer()
 				sb.Kill()
 				b.StartTimer()
 			}
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "p50-ms")
 		})
 	}
 }

@@ -23,6 +23,7 @@ type Sandbox struct {
 	pid    int
 	kill   func()              // by whoever started the init, which knows whether it still runs
 	attach func(*PodNet) error // on a cluster network: gives the pod its address
+	net    *PodNet             // the address given ahead (Attach), if any
 	c      *inpod.Conn
 	done   chan struct{} // closed when the init has exited (and with it every process of the pod)
 
@@ -97,7 +98,7 @@ func sysProcAttr(isolated bool, uid, gid int, extraFlags uintptr) *syscall.SysPr
 // network namespace of its own: see Network.Start for that), and returns
 // once its view is built: Launch, then Configure.
 func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	sb, err := Launch(cfg.Prep, place, stderr)
+	sb, err := Launch(cfg.Prep, "", place, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -112,9 +113,13 @@ func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, e
 // an init as a spare and hands it a pod with Configure. place, when set,
 // runs with the init's host pid before the init does anything (to put it
 // into cgroups). stderr receives the init's own complaints. The init ends
-// with this process (Pdeathsig) or with Kill.
-func Launch(prep Prep, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	return launchInit(prep, place, func(conn *os.File, ended func(error)) (launched, error) {
+// with this process (Pdeathsig) or with Kill. viewRoot, when set, is an
+// empty host directory on which the init builds the part of its pod's
+// view that no pod decides (the root tmpfs, system directories, /dev,
+// /proc) at once; Configure then finishes the view there, not on
+// Config.Root. Once Configure has returned, the directory may be removed.
+func Launch(prep Prep, viewRoot string, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+	return launchInit(prep, viewRoot, place, func(conn *os.File, ended func(error)) (launched, error) {
 		cmd := &exec.Cmd{
 			Path:        "/proc/self/exe",
 			Args:        []string{inpod.RoleInit},
@@ -144,7 +149,7 @@ type launched struct {
 // the init's exit.
 type launcher func(conn *os.File, ended func(error)) (launched, error)
 
-func launchInit(prep Prep, place func(pid int) error, launch launcher) (*Sandbox, error) {
+func launchInit(prep Prep, viewRoot string, place func(pid int) error, launch launcher) (*Sandbox, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("podinit: socketpair: %w", err)
@@ -164,13 +169,28 @@ func launchInit(prep Prep, place func(pid int) error, launch launcher) (*Sandbox
 			return nil, sb.fail(err)
 		}
 	}
-	if err := sb.c.Send(inpod.Message{Op: inpod.OpPrepare, Prep: &prep}); err != nil {
+	if err := sb.c.Send(inpod.Message{Op: inpod.OpPrepare, Prep: &prep, ViewRoot: viewRoot}); err != nil {
 		return nil, sb.fail(fmt.Errorf("podinit: sending the prep: %w", err))
 	}
 	if err := sb.awaitReady("preparing the pod init"); err != nil {
 		return nil, sb.fail(err)
 	}
 	return sb, nil
+}
+
+// Attach gives a launched init's pod its address on the cluster network
+// ahead of Configure, so that a node keeping the init as a spare has that
+// done too; Configure with the same address then skips it (with another,
+// it readdresses the pod). On error the init is killed.
+func (s *Sandbox) Attach(pn PodNet) error {
+	if s.attach == nil {
+		return s.fail(errors.New("podinit: the pod init is not on a cluster network"))
+	}
+	if err := s.attach(&pn); err != nil {
+		return s.fail(fmt.Errorf("podinit: giving the pod its address: %w", err))
+	}
+	s.net = &pn
+	return nil
 }
 
 // Configure has a launched init build cfg's pod (cfg.Prep must be the one
@@ -188,6 +208,8 @@ func (s *Sandbox) Configure(cfg Config) error {
 		attached <- nil
 	case cfg.Net == nil:
 		return s.fail(errors.New("podinit: a pod on the cluster network needs its address (Config.Net)"))
+	case s.net != nil && *s.net == *cfg.Net:
+		attached <- nil // given ahead
 	default:
 		go func() { attached <- s.attach(cfg.Net) }()
 	}

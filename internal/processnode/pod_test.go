@@ -9,6 +9,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // bareRun is a podRun with containers in the given states, outside any provider.
@@ -214,4 +215,14 @@ func TestContainerEnv(t *testing.T) {
 	env = containerEnv(corev1.Container{Env: []corev1.EnvVar{{Name: "HOME", Value: "/home/x"}}}, Image{}, 0)
 	assert.Check(t, is.Contains(env, "HOME=/home/x"))
 	assert.Check(t, is.Equal(containerEnv(corev1.Container{}, Image{}, 0)[1], "HOME=/root"))
+}
+
+func TestFirstProbeWait(t *testing.T) {
+	t.Parallel()
+	exec := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
+	tcp := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8888)}}}
+	assert.Check(t, is.Equal(firstProbeWait(exec, 1), 50*time.Millisecond), "an exec probe starts a process each time")
+	assert.Check(t, is.Equal(firstProbeWait(tcp, 1), time.Millisecond))
+	assert.Check(t, is.Equal(firstProbeWait(tcp, 9), time.Millisecond))
+	assert.Check(t, is.Equal(firstProbeWait(tcp, 10), 5*time.Millisecond), "a server slow to listen is polled less often")
 }

@@ -39,7 +39,7 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 	}
 	var okRun, failRun int32
 	ready := false
-	for {
+	for tries := 1; ; tries++ {
 		err := r.runProbe(ctx, c, probe, timeout)
 		if err == nil {
 			okRun, failRun = okRun+1, 0
@@ -57,7 +57,7 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 		}
 		wait := period
 		if !ready {
-			wait = firstProbeWait(probe)
+			wait = firstProbeWait(probe, tries)
 		}
 		select {
 		case <-ctx.Done():
@@ -67,15 +67,22 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 	}
 }
 
-// firstProbeWait is the pause between probes until the first success. A
-// server's process comes up some 20 ms after it is started (a re-executed
-// Go binary initialising its packages), so a 50 ms poll made most pods wait
-// for the second or third probe: network probes, which cost a refused
-// connection until the port listens, poll every 5 ms; an exec probe starts
-// a process in the pod each time, so it keeps 50 ms.
-func firstProbeWait(probe *corev1.Probe) time.Duration {
-	if probe.Exec != nil {
+// firstProbeWait is the pause after the tries-th probe until the first
+// success. A server's process comes up some 20 ms after it is started (a
+// re-executed Go binary initialising its packages), so a 50 ms poll made
+// most pods wait for the second or third probe: network probes, which cost
+// a refused connection until the port listens, poll every 5 ms, and every
+// millisecond for the first ten (a runtime server started warm listens
+// within a millisecond of its start, often just after the first probe; a
+// refused connect is the node's own, with no round trip through the
+// cluster network's helper); an exec probe starts a process in the pod
+// each time, so it keeps 50 ms.
+func firstProbeWait(probe *corev1.Probe, tries int) time.Duration {
+	switch {
+	case probe.Exec != nil:
 		return 50 * time.Millisecond
+	case tries < 10:
+		return time.Millisecond
 	}
 	return 5 * time.Millisecond
 }

@@ -70,14 +70,22 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		p.mu.Unlock()
 		return fmt.Errorf("node %s is stopping", p.cfg.Name)
 	}
-	ip, err := p.ips.next()
-	if err != nil {
-		p.mu.Unlock()
-		return err
+	// A ready spare that fits is the pod's init, and its address the pod's.
+	var ip string
+	spare := p.readySpare(pod)
+	if spare != nil {
+		ip, spare.ip = spare.ip, ""
+	} else {
+		var err error
+		if ip, err = p.ips.next(); err != nil {
+			p.mu.Unlock()
+			return err
+		}
 	}
 	r := &podRun{
 		p: p, ip: ip, pod: pod.DeepCopy(), startTime: metav1.Now(), stopped: make(chan struct{}), sandboxed: make(chan struct{}),
-		dir: filepath.Join(p.cfg.Dir, "pods", pod.Namespace+"_"+pod.Name+"_"+string(pod.UID)),
+		dir:   filepath.Join(p.cfg.Dir, "pods", pod.Namespace+"_"+pod.Name+"_"+string(pod.UID)),
+		spare: spare,
 	}
 	p.pods[key] = r
 	p.mu.Unlock()
@@ -103,6 +111,10 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		p.event(pod, corev1.EventTypeWarning, "InitContainersIgnored", "the local process node does not run init containers")
 	}
 	if r.failReason != "" {
+		if r.spare != nil {
+			r.spare.kill() // its address is the pod's, freed with it
+			r.spare = nil
+		}
 		p.event(pod, corev1.EventTypeWarning, r.failReason, r.failMsg)
 		for _, c := range r.containers {
 			c.done = &corev1.ContainerStateTerminated{ExitCode: 1, Reason: r.failReason, Message: r.failMsg, FinishedAt: metav1.Now()}
@@ -286,13 +298,15 @@ func (p *Provider) Pids() []int {
 	if p.net != nil {
 		pids = append(pids, p.net.Pid())
 	}
-	if pid := p.sparePid(); pid != 0 {
+	if pid, _ := p.sparePid(); pid != 0 {
 		pids = append(pids, pid)
 	}
 	for _, r := range runs {
 		r.mu.Lock()
 		if r.sb != nil {
 			pids = append(pids, r.sb.Pid())
+		} else if r.spare != nil {
+			pids = append(pids, r.spare.sb.Pid())
 		}
 		r.mu.Unlock()
 	}

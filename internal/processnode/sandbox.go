@@ -87,6 +87,15 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 	if p.sandboxErr != nil {
 		return nil, p.sandboxErr
 	}
+	defer func() { // left by a start that ends early
+		r.mu.Lock()
+		li := r.spare
+		r.spare = nil
+		r.mu.Unlock()
+		if li != nil {
+			li.kill()
+		}
+	}()
 	var mounts []podinit.Mount
 	add := func(m podinit.Mount) error {
 		for _, o := range mounts {
@@ -106,12 +115,10 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 	}
 	vols := r.volumes // prepared when the pod was created
 	var err error
-	var uid, gid int64
-	for i, c := range r.containers {
+	prep := p.podPrep(r.pod)
+	uid := int64(prep.UID)
+	for _, c := range r.containers {
 		im := p.imageOf(&Container{Pod: r.pod, Spec: c.spec, PodIP: r.ip, Kubeconfig: p.kubeconfigForPods()})
-		if i == 0 {
-			uid, gid = sandboxUser(r.pod, im)
-		}
 		c.workDir = workingDir(c.spec, im)
 		c.env = containerEnv(c.spec, im, uid)
 		if !p.isolated {
@@ -146,18 +153,6 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 			}
 		}
 	}
-	prep := podinit.Prep{Isolated: p.isolated, UID: int(uid), GID: int(gid)}
-	if p.isolated && len(r.containers) == 1 {
-		// The built-in runtime server is the one warm role (see spare.go).
-		if runner, ok := p.runners.Lookup(r.containers[0].spec.Image); ok {
-			if _, ok := runner.(runtimeRunner); ok {
-				prep.Warm = podinit.RuntimeServerRole
-			}
-		}
-	}
-	if p.limits != nil && p.limits.rlim {
-		prep.PidsLimit = int(p.limits.pids)
-	}
 	cfg := podinit.Config{Prep: prep, Hostname: r.pod.Name, PodIP: r.ip, Mounts: mounts}
 	if p.isolated {
 		tmp, err := hostDir("tmp")
@@ -181,8 +176,8 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 		}
 	}
 	if p.net != nil {
-		ones, _ := p.net.CIDR().Mask.Size()
-		cfg.Net = &podinit.PodNet{IP: r.ip, PrefixLen: ones, Gateway: p.net.Gateway().String()}
+		pn := p.podNet(r.ip)
+		cfg.Net = &pn
 	}
 	specs := make([]corev1.Container, len(r.containers))
 	for i, c := range r.containers {
@@ -196,6 +191,29 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 	r.group = group
 	r.mu.Unlock()
 	return sb, nil
+}
+
+// podPrep is what the pod's init is prepared for (podinit.Launch): the
+// pod's user, the pids limit where that is an rlimit, and the warm role.
+func (p *Provider) podPrep(pod *corev1.Pod) podinit.Prep {
+	var uid, gid int64
+	if len(pod.Spec.Containers) > 0 {
+		c := pod.Spec.Containers[0]
+		uid, gid = sandboxUser(pod, p.imageOf(&Container{Pod: pod, Spec: c, Kubeconfig: p.kubeconfigForPods()}))
+	}
+	prep := podinit.Prep{Isolated: p.isolated, UID: int(uid), GID: int(gid)}
+	if p.isolated && len(pod.Spec.Containers) == 1 {
+		// The built-in runtime server is the one warm role (see spare.go).
+		if runner, ok := p.runners.Lookup(pod.Spec.Containers[0].Image); ok {
+			if _, ok := runner.(runtimeRunner); ok {
+				prep.Warm = podinit.RuntimeServerRole
+			}
+		}
+	}
+	if p.limits != nil && p.limits.rlim {
+		prep.PidsLimit = int(p.limits.pids)
+	}
+	return prep
 }
 
 // containerEnv is the image's defaults (PATH, HOME) under the container's

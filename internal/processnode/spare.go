@@ -2,6 +2,8 @@ package processnode
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,42 +18,98 @@ import (
 // run, its cgroups joined, its veth plugged, its runtime server started
 // warm: podinit.Launch), then given its pod (limits, address, filesystem
 // view: use). For python-runtime pods the node launches the next init
-// ahead of need, as a spare, shortly after each such pod's start: the next
-// one then waits only for its own part. A pod takes the spare when its Prep
-// (user, limits, warm role) is the spare's, else starts as before. The
-// spare dies with the node: Pdeathsig for a killed node, stopAll for a
-// stopped one.
+// ahead of need, as a spare, shortly after each such pod's start, with an
+// address of its own already configured in its network namespace: the
+// next one then waits only for its own part. A pod takes the spare when
+// its Prep (user, limits, warm role) is the spare's, else starts as
+// before; a pod created while the spare is ready takes its address too
+// (CreatePod), one that finds it still being made waits for it and
+// readdresses it. The spare dies with the node: Pdeathsig for a killed
+// node, stopAll for a stopped one; an unused spare's address is released.
 
 // launchedInit is a pod init that has no pod yet, or has just been given one.
 type launchedInit struct {
 	prep   podinit.Prep
+	ip     string // a spare's own address, until a pod takes it over
+	dir    string // a spare's directory, holding the root its view was prepared on
 	sb     *podinit.Sandbox
 	group  *podGroup // nil without cgroup limits
 	stderr *syncbuf.Buffer
 }
 
-// launch starts a pod init prepared for prep, in new cgroups named id.
-func (p *Provider) launch(prep podinit.Prep, id string) (*launchedInit, error) {
-	li := &launchedInit{prep: prep, stderr: &syncbuf.Buffer{}}
+// launch starts a pod init prepared for prep, in new cgroups named id. A
+// spare gets ip, configured at once on a cluster network, and the
+// pod-independent part of its view, built on a root of its own; a pod's
+// init gets both in use.
+func (p *Provider) launch(prep podinit.Prep, id, ip string) (*launchedInit, error) {
+	li := &launchedInit{prep: prep, ip: ip, stderr: &syncbuf.Buffer{}}
+	var viewRoot string
+	if ip != "" && prep.Isolated {
+		li.dir = filepath.Join(p.cfg.Dir, "spares", id)
+		viewRoot = filepath.Join(li.dir, "root")
+		if err := os.MkdirAll(viewRoot, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	fail := func(err error) (*launchedInit, error) {
+		li.removeGroup()
+		li.removeDir()
+		return nil, li.withStderr(err)
+	}
 	var place func(int) error
 	if p.limits != nil && !p.limits.rlim {
 		g, err := p.limits.create(id)
 		if err != nil {
+			li.removeDir()
 			return nil, err
 		}
 		li.group, place = g, g.place
 	}
 	var err error
 	if p.net != nil {
-		li.sb, err = p.net.Launch(prep, place, li.stderr)
+		li.sb, err = p.net.Launch(prep, viewRoot, place, li.stderr)
 	} else {
-		li.sb, err = podinit.Launch(prep, place, li.stderr)
+		li.sb, err = podinit.Launch(prep, viewRoot, place, li.stderr)
 	}
 	if err != nil {
-		li.removeGroup()
-		return nil, li.withStderr(err)
+		return fail(err)
+	}
+	if ip != "" && p.net != nil {
+		if err := li.sb.Attach(p.podNet(ip)); err != nil {
+			return fail(err)
+		}
 	}
 	return li, nil
+}
+
+// podNet is the address ip on the node's cluster network.
+func (p *Provider) podNet(ip string) podinit.PodNet {
+	ones, _ := p.net.CIDR().Mask.Size()
+	return podinit.PodNet{IP: ip, PrefixLen: ones, Gateway: p.net.Gateway().String()}
+}
+
+// discard kills a spare no pod took, and frees its address and directory.
+func (p *Provider) discard(li *launchedInit) {
+	li.kill()
+	p.releaseSpare(li)
+}
+
+// releaseSpare frees the spare's own address unless a pod took it over,
+// and removes its directory: the root its view was prepared on is no
+// mount point any more once the init has pivoted into it, or has ended.
+func (p *Provider) releaseSpare(li *launchedInit) {
+	if li.ip != "" {
+		p.ips.release(li.ip)
+		li.ip = ""
+	}
+	li.removeDir()
+}
+
+func (li *launchedInit) removeDir() {
+	if li.dir != "" {
+		_ = os.RemoveAll(li.dir)
+		li.dir = ""
+	}
 }
 
 // use gives the init its pod: the pod's limits, then its config (address
@@ -73,6 +131,7 @@ func (li *launchedInit) use(cfg podinit.Config, containers []corev1.Container) e
 func (li *launchedInit) kill() {
 	li.sb.Kill()
 	li.removeGroup()
+	li.removeDir()
 }
 
 func (li *launchedInit) removeGroup() {
@@ -118,19 +177,29 @@ type pending struct {
 	done    chan struct{} // closed once it is ready, or failed
 }
 
-// startInit starts the pod's init: the spare when it fits, else a new one.
-// A pod with a warm role has the next spare made spareDelay after its start.
+// startInit starts the pod's init: the spare it took at creation, or the
+// one being made when it fits, else a new one. A pod with a warm role has
+// the next spare made spareDelay after its start.
 func (p *Provider) startInit(r *podRun, cfg podinit.Config, containers []corev1.Container) (*podinit.Sandbox, *podGroup, error) {
+	r.mu.Lock()
+	li := r.spare
+	r.spare = nil
+	r.mu.Unlock()
 	if cfg.Warm != "" {
 		defer p.makeSpare(cfg.Prep)
-		if li := p.takeSpare(cfg.Prep); li != nil {
-			if err := li.use(cfg, containers); err == nil {
-				return li.sb, li.group, nil
-			}
-			// A spare that failed is dropped; a new init says what is wrong.
+		if li == nil {
+			li = p.takeSpare(cfg.Prep, true)
 		}
 	}
-	li, err := p.launch(cfg.Prep, string(r.pod.UID))
+	if li != nil {
+		err := li.use(cfg, containers) // readdresses a spare taken after the pod's creation
+		p.releaseSpare(li)
+		if err == nil {
+			return li.sb, li.group, nil
+		}
+		// A spare that failed is dropped; a new init says what is wrong.
+	}
+	li, err := p.launch(cfg.Prep, string(r.pod.UID), "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -141,12 +210,12 @@ func (p *Provider) startInit(r *podRun, cfg podinit.Config, containers []corev1.
 }
 
 // takeSpare returns the spare if it was prepared as prep, waiting for one
-// being made.
-func (p *Provider) takeSpare(prep podinit.Prep) *launchedInit {
+// being made when wait is set.
+func (p *Provider) takeSpare(prep podinit.Prep, wait bool) *launchedInit {
 	s := &p.spares
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if pd := s.pending; s.ready == nil && pd != nil && pd.prep == prep {
+	if pd := s.pending; wait && s.ready == nil && pd != nil && pd.prep == prep {
 		if !pd.hurried {
 			close(pd.hurry)
 			pd.hurried = true
@@ -161,6 +230,19 @@ func (p *Provider) takeSpare(prep podinit.Prep) *launchedInit {
 	}
 	s.ready = nil
 	return li
+}
+
+// readySpare takes the ready spare if the pod's init would be prepared as
+// it was, without waiting for one being made.
+func (p *Provider) readySpare(pod *corev1.Pod) *launchedInit {
+	if p.sandboxErr != nil || !p.isolated {
+		return nil
+	}
+	prep := p.podPrep(pod)
+	if prep.Warm == "" {
+		return nil
+	}
+	return p.takeSpare(prep, false)
 }
 
 // makeSpare launches a spare for prep in the background, after spareDelay,
@@ -185,7 +267,7 @@ func (p *Provider) makeSpare(prep podinit.Prep) {
 	s.making.Add(1)
 	s.mu.Unlock()
 	if old != nil {
-		old.kill()
+		p.discard(old)
 	}
 	go func() {
 		defer s.making.Done()
@@ -196,8 +278,13 @@ func (p *Provider) makeSpare(prep podinit.Prep) {
 		case <-stop:
 		}
 		if !p.sparesStopped() {
-			var err error
-			if li, err = p.launch(prep, id); err != nil {
+			ip, err := p.ips.next()
+			if err == nil {
+				if li, err = p.launch(prep, id, ip); err != nil {
+					p.ips.release(ip)
+				}
+			}
+			if err != nil {
 				fmt.Fprintf(p.cfg.Log, "sandboxtest: node %s: making a spare pod init: %v\n", p.cfg.Name, err)
 			}
 		}
@@ -209,7 +296,7 @@ func (p *Provider) makeSpare(prep podinit.Prep) {
 		s.mu.Unlock()
 		close(pd.done)
 		if li != nil {
-			li.kill()
+			p.discard(li)
 		}
 	}()
 }
@@ -233,17 +320,18 @@ func (p *Provider) stopSpares() {
 	s.ready = nil
 	s.mu.Unlock()
 	if li != nil {
-		li.kill()
+		p.discard(li)
 	}
 	s.making.Wait()
 }
 
-// sparePid is the host pid of the spare's init, 0 when there is none.
-func (p *Provider) sparePid() int {
+// sparePid is the host pid of the spare's init and its address, 0 and ""
+// when there is none.
+func (p *Provider) sparePid() (int, string) {
 	p.spares.mu.Lock()
 	defer p.spares.mu.Unlock()
 	if p.spares.ready == nil {
-		return 0
+		return 0, ""
 	}
-	return p.spares.ready.sb.Pid()
+	return p.spares.ready.sb.Pid(), p.spares.ready.ip
 }

@@ -38,6 +38,7 @@ type initState struct {
 	procs map[int]int // pid -> request id
 	ids   map[int]int // request id -> pid
 	warm  *warmProc   // the Prep.Warm process, until an exec takes it over
+	view  string      // the root whose pod-independent view prepare built, if any
 
 	jobs chan job
 }
@@ -79,7 +80,7 @@ func runInit() error {
 	}
 	st.cfg.Prep = *m.Prep
 	go st.reaper(chld)
-	if err := st.answer(st.prepare()); err != nil {
+	if err := st.answer(st.prepare(m.ViewRoot)); err != nil {
 		return err
 	}
 	// A spare init waits here until the node has a pod for it.
@@ -132,8 +133,9 @@ func (st *initState) answer(err error) error {
 }
 
 // prepare does what does not depend on the pod: limits, the spawner
-// thread and the warm process.
-func (st *initState) prepare() error {
+// thread, the warm process and, on viewRoot when set, the view's
+// pod-independent part.
+func (st *initState) prepare(viewRoot string) error {
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return err
@@ -158,7 +160,15 @@ func (st *initState) prepare() error {
 		return err
 	}
 	if st.cfg.Warm != "" {
-		return st.startWarm()
+		if err := st.startWarm(); err != nil {
+			return err
+		}
+	}
+	if viewRoot != "" && st.cfg.Isolated {
+		if err := prepareView(viewRoot); err != nil {
+			return err
+		}
+		st.view = viewRoot
 	}
 	return nil
 }
@@ -170,7 +180,13 @@ func (st *initState) setup() error {
 	if !st.cfg.Isolated {
 		return nil
 	}
-	if err := buildView(&st.cfg, st.cfg.Root); err != nil {
+	var err error
+	if st.view != "" {
+		err = finishView(&st.cfg, st.view) // on the root prepared ahead, not Config.Root
+	} else {
+		err = buildView(&st.cfg, st.cfg.Root)
+	}
+	if err != nil {
 		return err
 	}
 	// Nothing in the pod may read this process's memory or files.

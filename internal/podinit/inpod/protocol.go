@@ -25,10 +25,11 @@ const (
 	OpSignal  = "signal"  // signal a started process's group
 
 	// to the cluster network (package podinit), which speaks this protocol too
-	OpSpawn  = "spawn"  // start a pod init and plug it into the bridge; its socket and stderr ride along
-	OpAttach = "attach" // give a spawned init's pod its address (Config.Net)
-	OpDial   = "dial"   // connect inside; the socket comes back
-	OpListen = "listen" // listen inside; the socket comes back
+	OpSpawn   = "spawn"   // start a pod init and plug it into the bridge; its socket and stderr ride along
+	OpAttach  = "attach"  // give a spawned init's pod its address (Config.Net)
+	OpDial    = "dial"    // connect inside; the socket comes back
+	OpListen  = "listen"  // listen inside; the socket comes back
+	OpSockets = "sockets" // Count unconnected TCP sockets made inside come back (at most MaxFiles)
 )
 
 // Reply ops (init → node).
@@ -44,14 +45,18 @@ type Message struct {
 	ID  int    `json:"id,omitempty"`
 	Pid int    `json:"pid,omitempty"`
 
-	Prep   *Prep          `json:"prep,omitempty"`
-	Config *Config        `json:"config,omitempty"`
-	Net    *NetworkConfig `json:"net,omitempty"`
+	Prep *Prep `json:"prep,omitempty"`
+	// OpPrepare: an empty host directory to build the part of the pod's
+	// view that no pod decides on, ahead (see Launch)
+	ViewRoot string         `json:"viewRoot,omitempty"`
+	Config   *Config        `json:"config,omitempty"`
+	Net      *NetworkConfig `json:"net,omitempty"`
 
 	// OpDial, OpListen
 	Network   string `json:"network,omitempty"`
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeoutMS,omitempty"`
+	Count     int    `json:"count,omitempty"` // OpSockets
 
 	// OpExec
 	Argv []string `json:"argv,omitempty"`
@@ -67,6 +72,9 @@ type Message struct {
 // maxMessage bounds one packet; a Config with many mounts and a long
 // environment fits easily.
 const maxMessage = 1 << 20
+
+// MaxFiles is the most descriptors one message brings (Recv's room for them).
+const MaxFiles = 8
 
 // Conn is one end of the socketpair.
 type Conn struct {
@@ -105,7 +113,7 @@ func (c *Conn) Send(m Message, files ...*os.File) error {
 // other end closed.
 func (c *Conn) Recv() (Message, []*os.File, error) {
 	buf := make([]byte, maxMessage)
-	oob := make([]byte, unix.CmsgSpace(4*8))
+	oob := make([]byte, unix.CmsgSpace(4*MaxFiles))
 	var n, oobn int
 	var err error
 	for {

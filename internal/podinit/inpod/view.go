@@ -38,23 +38,46 @@ var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
 // node) the pod's root: a tmpfs holding the system directories, generated
 // files and cfg.Mounts, then pivots into it and drops the host's tree.
 func buildView(cfg *Config, root string) error {
-	steps := []struct {
-		name string
-		fn   func() error
-	}{
+	if err := prepareView(root); err != nil {
+		return err
+	}
+	return finishView(cfg, root)
+}
+
+// prepareView builds the part of the view that no pod decides (the root
+// tmpfs, the system directories, the host's /etc entries, /dev, /proc),
+// which a spare init does before its pod is known.
+func prepareView(root string) error {
+	return runSteps([]step{
 		{"making / private", func() error { return mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") }},
 		{"mounting the root tmpfs", func() error { return mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755") }},
 		{"system directories", func() error { return bindSystemDirs(root) }},
-		{"/etc", func() error { return makeEtc(root, cfg) }},
+		{"/etc", func() error { return bindEtc(root) }},
 		{"/dev", func() error { return makeDev(root) }},
 		{"/proc", func() error { return makeProc(root) }},
+	})
+}
+
+// finishView adds the pod's part to a prepared view on root (its /etc
+// files, cfg.Mounts, its hostname), pivots into it and drops the host's tree.
+func finishView(cfg *Config, root string) error {
+	return runSteps([]step{
+		{"/etc", func() error { return writeEtc(root, cfg) }},
 		{"mounts", func() error { return applyMounts(root, cfg.Mounts) }},
 		{"pivot_root", func() error { return pivot(root) }},
 		{"read-only root", func() error {
 			return mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
 		}},
 		{"hostname", func() error { return unix.Sethostname([]byte(cfg.Hostname)) }},
-	}
+	})
+}
+
+type step struct {
+	name string
+	fn   func() error
+}
+
+func runSteps(steps []step) error {
 	for _, s := range steps {
 		if err := s.fn(); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -163,7 +186,8 @@ func remountReadOnly(dst string) error {
 	return mount("", dst, "", flags, "")
 }
 
-func makeEtc(root string, cfg *Config) error {
+// bindEtc binds the host's etcEntries into root's /etc, read-only.
+func bindEtc(root string) error {
 	etc := path.Join(root, "etc")
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		return err
@@ -177,6 +201,12 @@ func makeEtc(root string, cfg *Config) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// writeEtc writes the pod's own files into root's /etc.
+func writeEtc(root string, cfg *Config) error {
+	etc := path.Join(root, "etc")
 	home := cfg.Home
 	if home == "" {
 		home = "/"
