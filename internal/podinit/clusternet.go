@@ -572,6 +572,9 @@ func runClusterNet() error {
 	}
 }
 
+// bridgeMAC is the bridge's link address, locally administered.
+var bridgeMAC = net.HardwareAddr{0x02, 0x53, 0x42, 0x54, 0x00, 0x01}
+
 // setup brings up lo and the bridge with the CIDR's first address.
 func (h *netHelper) setup(cfg NetworkConfig) error {
 	_, cidr, err := net.ParseCIDR(cfg.CIDR)
@@ -597,8 +600,7 @@ func (h *netHelper) setup(cfg NetworkConfig) error {
 	// A fixed address: a bridge without one takes the lowest of its ports'
 	// and changes it as pods come and go, while the pods' ARP caches keep
 	// the old one and their answers to the node get lost for seconds.
-	mac := net.HardwareAddr{0x02, 0x53, 0x42, 0x54, 0x00, 0x01} // locally administered
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName, HardwareAddr: mac}}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName, HardwareAddr: bridgeMAC}}
 	if err := netlink.LinkAdd(br); err != nil {
 		return fmt.Errorf("creating bridge %s: %w", bridgeName, err)
 	}
@@ -809,5 +811,35 @@ func configurePod(pid int, pn *PodNet) error {
 	if err := h.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
 		return fmt.Errorf("default route via %s: %w", pn.Gateway, err)
 	}
+	// The pod and the cluster network know each other's link address from
+	// the start: the node's first connection to the pod needs no ARP
+	// exchange, whose first request or answer a just-raised link may drop
+	// (the kernel's next try comes a second later).
+	if err := h.NeighSet(&netlink.Neigh{LinkIndex: eth.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: bridgeMAC}); err != nil {
+		return fmt.Errorf("the bridge's link address in the pod: %w", err)
+	}
+	br, err := netlink.LinkByName(bridgeName)
+	if err != nil {
+		return err
+	}
+	// Reachable, not permanent: the kernel forgets it once the pod is gone.
+	if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: br.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_REACHABLE, IP: ip, HardwareAddr: eth.Attrs().HardwareAddr}); err != nil {
+		return fmt.Errorf("the pod's link address in the cluster network: %w", err)
+	}
+	waitOperUp(h, eth.Attrs().Index, eth.Attrs().ParentIndex)
 	return nil
+}
+
+// waitOperUp waits, at most a second, until both ends of the pod's veth
+// pair are up for the kernel (operstate UP, set when it gives a device its
+// queue and adds it to the bridge): until then what is sent through them
+// is dropped, and a connection's first SYN is sent again only a second
+// later.
+func waitOperUp(pod *netlink.Handle, eth, peer int) {
+	up := func(l netlink.Link, err error) bool { return err == nil && l.Attrs().OperState == netlink.OperUp }
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+		if up(pod.LinkByIndex(eth)) && up(netlink.LinkByIndex(peer)) {
+			return
+		}
+	}
 }

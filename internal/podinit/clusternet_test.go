@@ -52,6 +52,15 @@ func TestClusterNetwork(t *testing.T) {
 
 	a := startOnNet(t, n, "pod-a", "10.244.0.2")
 	b := startOnNet(t, n, "pod-b", "10.244.0.3")
+
+	// Before any traffic, each side has the other's link address (no ARP
+	// exchange for the first connection): the pod the bridge's, for good,
+	// and the cluster network the pod's.
+	podARP, _ := run(t, b, "cat", "/proc/net/arp")
+	assert.Check(t, is.Regexp(`(?m)^10\.244\.0\.1\s+0x1\s+0x6\s+02:53:42:54:00:01\s`, podARP))
+	netARP, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/arp", n.Pid()))
+	assert.NilError(t, err)
+	assert.Check(t, is.Regexp(`(?m)^10\.244\.0\.3\s+0x1\s+0x2\s+([0-9a-f]{2}:){5}[0-9a-f]{2}\s`, string(netARP)))
 	srv, err := a.Exec(Process{Argv: []string{"/usr/bin/python3", "-c", serveOnce, "10.244.0.2"}, Env: []string{"PATH=" + defaultPath}, Stderr: os.Stderr})
 	assert.NilError(t, err)
 	t.Cleanup(func() { srv.Stop(0) })
