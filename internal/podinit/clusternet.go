@@ -685,7 +685,7 @@ func (h *netHelper) attach(m inpod.Message) {
 		h.fail(m.ID, fmt.Errorf("attach: no pod init %d, or no address", m.Pid))
 		return
 	}
-	if err := configurePod(m.Pid, m.Config.Net); err != nil {
+	if err := configurePod(m.Pid, m.Config.Net, h.bridge.Attrs().Index); err != nil {
 		h.fail(m.ID, err)
 		return
 	}
@@ -763,8 +763,9 @@ func unwrapOpError(err error) error {
 // opened in the pod's network namespace (so the init needs no network code):
 // lo and eth0 up, the pod's address, the default route through the bridge.
 // A pod addressed before (a node's spare init, given its address ahead and
-// then taken by a pod with another) has its old address replaced.
-func configurePod(pid int, pn *PodNet) error {
+// then taken by a pod with another) has its old address replaced. bridge
+// is the index of the bridge, where the pod's link address is entered.
+func configurePod(pid int, pn *PodNet, bridge int) error {
 	ip, gw := net.ParseIP(pn.IP), net.ParseIP(pn.Gateway)
 	if ip == nil || gw == nil {
 		return fmt.Errorf("bad pod address %q or gateway %q", pn.IP, pn.Gateway)
@@ -818,12 +819,8 @@ func configurePod(pid int, pn *PodNet) error {
 	if err := h.NeighSet(&netlink.Neigh{LinkIndex: eth.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: bridgeMAC}); err != nil {
 		return fmt.Errorf("the bridge's link address in the pod: %w", err)
 	}
-	br, err := netlink.LinkByName(bridgeName)
-	if err != nil {
-		return err
-	}
 	// Reachable, not permanent: the kernel forgets it once the pod is gone.
-	if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: br.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_REACHABLE, IP: ip, HardwareAddr: eth.Attrs().HardwareAddr}); err != nil {
+	if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: bridge, Family: netlink.FAMILY_V4, State: netlink.NUD_REACHABLE, IP: ip, HardwareAddr: eth.Attrs().HardwareAddr}); err != nil {
 		return fmt.Errorf("the pod's link address in the cluster network: %w", err)
 	}
 	waitOperUp(h, eth.Attrs().Index, eth.Attrs().ParentIndex)
