@@ -31,6 +31,7 @@ type podRun struct {
 	cancel     context.CancelFunc
 	stopped    chan struct{} // closed when every container loop has ended
 	sb         *podinit.Sandbox
+	prep       podinit.Prep  // what its init is prepared for (podPrep), at creation
 	spare      *launchedInit // the spare init taken at creation, until startSandbox uses it
 	group      *podGroup
 	sandboxed  chan struct{} // closed once the sandbox is up (or failed)

@@ -72,7 +72,8 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	// A ready spare that fits is the pod's init, and its address the pod's.
 	var ip string
-	spare := p.readySpare(pod)
+	prep := p.podPrep(pod)
+	spare := p.readySpare(prep)
 	if spare != nil {
 		ip, spare.ip = spare.ip, ""
 	} else {
@@ -85,6 +86,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	r := &podRun{
 		p: p, ip: ip, pod: pod.DeepCopy(), startTime: metav1.Now(), stopped: make(chan struct{}), sandboxed: make(chan struct{}),
 		dir:   filepath.Join(p.cfg.Dir, "pods", pod.Namespace+"_"+pod.Name+"_"+string(pod.UID)),
+		prep:  prep,
 		spare: spare,
 	}
 	p.pods[key] = r

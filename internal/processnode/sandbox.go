@@ -115,7 +115,7 @@ func (r *podRun) startSandbox(ctx context.Context) (*podinit.Sandbox, error) {
 	}
 	vols := r.volumes // prepared when the pod was created
 	var err error
-	prep := p.podPrep(r.pod)
+	prep := r.prep
 	uid := int64(prep.UID)
 	for _, c := range r.containers {
 		im := p.imageOf(&Container{Pod: r.pod, Spec: c.spec, PodIP: r.ip, Kubeconfig: p.kubeconfigForPods()})

@@ -232,13 +232,12 @@ func (p *Provider) takeSpare(prep podinit.Prep, wait bool) *launchedInit {
 	return li
 }
 
-// readySpare takes the ready spare if the pod's init would be prepared as
-// it was, without waiting for one being made.
-func (p *Provider) readySpare(pod *corev1.Pod) *launchedInit {
+// readySpare takes the ready spare if it was prepared as a pod's init
+// prepared as prep, without waiting for one being made.
+func (p *Provider) readySpare(prep podinit.Prep) *launchedInit {
 	if p.sandboxErr != nil || !p.isolated {
 		return nil
 	}
-	prep := p.podPrep(pod)
 	if prep.Warm == "" {
 		return nil
 	}
