@@ -7,39 +7,40 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/agentsandbox/go-sandboxtest/internal/kube"
 )
 
-// kubeFlags are kubectl's --kubeconfig, --context and -n/--namespace
-// (cli-runtime's ConfigFlags, only those three: the rest of kubectl's
-// connection flags would be untested surface here).
+// kubeFlags are kubectl's --kubeconfig, --context and -n/--namespace, read
+// with client-go's clientcmd loading rules as kubectl reads them. (Not
+// cli-runtime's ConfigFlags: it drags in kustomize, whose plugin loader
+// makes the linker export every symbol of this binary and keep every
+// method, so the local cluster's node, which runs from this binary, mapped
+// tens of MB more of it.)
 type kubeFlags struct {
-	cf *genericclioptions.ConfigFlags
+	kubeconfig, context, explicitNamespace string
 }
 
 // newKubeFlags registers --kubeconfig and --context, and -n/--namespace
 // with namespaceUsage when it is not empty.
 func newKubeFlags(fs *pflag.FlagSet, namespaceUsage string) *kubeFlags {
-	empty := func() *string { s := ""; return &s }
-	cf := &genericclioptions.ConfigFlags{KubeConfig: empty(), Context: empty()}
+	k := &kubeFlags{}
+	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	fs.StringVar(&k.context, "context", "", "kubeconfig context to use (default: its current context)")
 	if namespaceUsage != "" {
-		cf.Namespace = empty()
+		fs.StringVarP(&k.explicitNamespace, "namespace", "n", "", namespaceUsage+" (default: $"+kube.EnvNamespace+", then the kube context's namespace, then \"default\")")
 	}
-	cf.AddFlags(fs)
-	fs.Lookup("kubeconfig").Usage = "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
-	fs.Lookup("context").Usage = "kubeconfig context to use (default: its current context)"
-	if namespaceUsage != "" {
-		fs.Lookup("namespace").Usage = namespaceUsage + " (default: $" + kube.EnvNamespace + ", then the kube context's namespace, then \"default\")"
-	}
-	return &kubeFlags{cf: cf}
+	return k
 }
 
 // loader is the kubeconfig as the flags select it.
-func (k *kubeFlags) loader() clientcmd.ClientConfig { return k.cf.ToRawKubeConfigLoader() }
+func (k *kubeFlags) loader() clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = k.kubeconfig
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context})
+}
 
 // restConfig loads the cluster's configuration and names the context used.
 // No kubeconfig at all is an unreachable cluster (exit 3), not kubectl's
@@ -51,8 +52,8 @@ func (k *kubeFlags) restConfig() (*rest.Config, string, error) {
 		return nil, "", unreachable(fmt.Errorf("reading kubeconfig %s: %w", k.source(), err))
 	}
 	name := raw.CurrentContext
-	if *k.cf.Context != "" {
-		name = *k.cf.Context
+	if k.context != "" {
+		name = k.context
 	}
 	if len(raw.Contexts) == 0 {
 		if os.Getenv("KUBERNETES_SERVICE_HOST") != "" { // in a pod: its service account
@@ -80,18 +81,14 @@ func (k *kubeFlags) restConfig() (*rest.Config, string, error) {
 // namespace applies the shared rule (kube.ResolveNamespace) to -n and the
 // selected context.
 func (k *kubeFlags) namespace() string {
-	explicit := ""
-	if k.cf.Namespace != nil {
-		explicit = *k.cf.Namespace
-	}
-	ns, _ := kube.ResolveNamespace(explicit, kube.ContextNamespace(k.loader(), *k.cf.Context))
+	ns, _ := kube.ResolveNamespace(k.explicitNamespace, kube.ContextNamespace(k.loader(), k.context))
 	return ns
 }
 
 // source names the kubeconfig file the loading rules read first.
 func (k *kubeFlags) source() string {
-	if *k.cf.KubeConfig != "" {
-		return *k.cf.KubeConfig
+	if k.kubeconfig != "" {
+		return k.kubeconfig
 	}
 	if env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar); env != "" {
 		return env
