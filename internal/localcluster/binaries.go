@@ -50,13 +50,13 @@ type buildGroup struct {
 	note   string // shown on first build
 	// ldflags stamp versions the way upstream release builds do.
 	ldflags string
+	// recipe is part of the group's cache key: bump it when the way the
+	// group is built changes (flags, scratch module, kubeMain), so caches
+	// rebuild it.
+	recipe string
 }
 
-// buildRecipe is part of every cache key: bump it when the way binaries are
-// built changes (flags, scratch modules), so caches rebuild.
-const buildRecipe = "b3"
-
-func (g buildGroup) cacheKey() string { return g.name + "-" + g.version + "-" + buildRecipe }
+func (g buildGroup) cacheKey() string { return g.name + "-" + g.version + "-" + g.recipe }
 
 // kubeVersionFlags makes kube-apiserver report v1.36.3 (kubectl version, discovery).
 func kubeVersionFlags(v string) string {
@@ -77,6 +77,7 @@ var buildGroups = []buildGroup{
 		},
 		module: etcdModule,
 		note:   "first run only, under a minute",
+		recipe: "b3",
 	},
 	{
 		name:    "kubernetes",
@@ -90,6 +91,7 @@ var buildGroups = []buildGroup{
 		module:  kubernetesModule,
 		note:    "first run only, several minutes",
 		ldflags: kubeVersionFlags(KubernetesVersion),
+		recipe:  "b4",
 	},
 	{
 		name:    "agent-sandbox",
@@ -101,6 +103,7 @@ var buildGroups = []buildGroup{
 		},
 		module: agentSandboxModule,
 		note:   "first run only, a few minutes",
+		recipe: "b3",
 	},
 }
 

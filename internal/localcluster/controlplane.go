@@ -198,8 +198,6 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 		return nil, err
 	}
 
-	// The scheduler comes up while the CRDs are applied; the default
-	// ServiceAccount wait below proves the controller manager works.
 	common := []string{
 		"--kubeconfig", c.Kubeconfig,
 		"--authentication-kubeconfig", c.Kubeconfig,
@@ -208,8 +206,20 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 		"--secure-port=0",
 		"--profiling=false",
 	}
-	sched, err := c.start(compScheduler, common)
-	if err != nil {
+	// kube-scheduler runs in kube-controller-manager's process when both are
+	// one executable (the cache's kubeMain); separate upstream binaries from
+	// SANDBOXTEST_BIN_DIR run as two processes. A scheduler of its own comes
+	// up while the CRDs are applied; the default ServiceAccount wait below
+	// proves the controller manager works.
+	var sched *proc.Process
+	var kcmEnv []string
+	if c.schedulerInKCM() {
+		args, err := json.Marshal(common)
+		if err != nil {
+			return nil, err
+		}
+		kcmEnv = []string{"SANDBOXTEST_SCHEDULER_ARGS=" + string(args)}
+	} else if sched, err = c.start(compScheduler, common); err != nil {
 		return nil, err
 	}
 
@@ -227,7 +237,7 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 		"--cluster-signing-cert-file", c.Certs.CACert,
 		"--cluster-signing-key-file", c.Certs.CAKey,
 		"--use-service-account-credentials=false",
-	))
+	), kcmEnv...)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +252,7 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 	}); err != nil {
 		return nil, err
 	}
-	if sched.Exited() {
+	if sched != nil && sched.Exited() {
 		return nil, c.exitedErr("starting kube-scheduler", sched)
 	}
 	c.logf("kube-controller-manager ready in %s (default ServiceAccount created)", since(t))
@@ -621,12 +631,12 @@ func controllerStarted(log string) error {
 }
 
 // start launches a component with its log in Dir/logs/<name>.log.
-func (c *ControlPlane) start(name string, args []string) (*proc.Process, error) {
+func (c *ControlPlane) start(name string, args []string, env ...string) (*proc.Process, error) {
 	p, err := proc.Start(proc.Spec{
 		Name:    name,
 		Path:    c.Binaries[name],
 		Args:    args,
-		Env:     componentEnv(name),
+		Env:     append(componentEnv(name), env...),
 		Dir:     c.Dir,
 		LogPath: filepath.Join(c.Dir, "logs", name+".log"),
 	})
@@ -785,7 +795,18 @@ func (c *ControlPlane) Stop() error {
 // LogTail returns the last n lines of a component's log (component is a
 // binary name such as BinKubeAPIServer).
 func (c *ControlPlane) LogTail(component string, n int) string {
+	if component == compScheduler && c.schedulerInKCM() {
+		component = compKCM // its lines are in the controller manager's log
+	}
 	return proc.FileTail(filepath.Join(c.Dir, "logs", component+".log"), n)
+}
+
+// schedulerInKCM: kube-scheduler and kube-controller-manager are one
+// executable (links to kubeMain), which runs both in one process.
+func (c *ControlPlane) schedulerInKCM() bool {
+	a, errA := os.Stat(c.Binaries[compKCM])
+	b, errB := os.Stat(c.Binaries[compScheduler])
+	return errA == nil && errB == nil && os.SameFile(a, b)
 }
 
 func (c *ControlPlane) logf(format string, args ...any) {

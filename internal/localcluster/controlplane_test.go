@@ -127,6 +127,14 @@ func TestControlPlane(t *testing.T) {
 	}
 
 	testClaimMakesSandboxAndPod(ctx, t, cp)
+	t.Run("kube-scheduler runs in kube-controller-manager's process", func(t *testing.T) {
+		if cp.proc(compScheduler) != nil {
+			t.Errorf("a kube-scheduler process was started beside kube-controller-manager")
+		}
+		if log := cp.LogTail(compKCM, 100000); !strings.Contains(log, "Starting Kubernetes Scheduler") {
+			t.Errorf("kube-controller-manager's log does not show the scheduler starting:\n%s", cp.LogTail(compKCM, 30))
+		}
+	})
 	t.Run("etcd refuses strangers", func(t *testing.T) { testEtcdRefusesStrangers(ctx, t, cp) })
 	t.Run("kube-apiserver verifies kubelets", func(t *testing.T) { testAPIServerVerifiesKubelets(ctx, t, cp) })
 
@@ -138,8 +146,8 @@ func TestControlPlane(t *testing.T) {
 	}
 	ports := append([]int(nil), cp.ports...)
 	cp.mu.Unlock()
-	if len(pids) != 5 {
-		t.Errorf("%d processes, want 5 (etcd, apiserver, controller-manager, scheduler, agent-sandbox-controller)", len(pids))
+	if len(pids) != 4 {
+		t.Errorf("%d processes, want 4 (etcd, apiserver, controller-manager with the scheduler, agent-sandbox-controller)", len(pids))
 	}
 	stopStart := time.Now()
 	if err := cp.Stop(); err != nil {
@@ -290,6 +298,31 @@ func TestStartControlPlaneMissingBinaries(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), BinEtcd+",") {
 		t.Errorf("error names etcd, which is present: %v", err)
+	}
+}
+
+// One executable under both names runs the scheduler in the controller
+// manager's process; two files (upstream's binaries) run as two processes.
+func TestSchedulerInKCM(t *testing.T) {
+	dir := t.TempDir()
+	kcm := filepath.Join(dir, BinControllerManager)
+	writeScript(t, dir, BinControllerManager, "exit 0")
+	c := &ControlPlane{Binaries: map[string]string{compKCM: kcm, compScheduler: filepath.Join(dir, BinScheduler)}}
+	if c.schedulerInKCM() {
+		t.Error("in one process when kube-scheduler is missing")
+	}
+	writeScript(t, dir, BinScheduler, "exit 0")
+	if c.schedulerInKCM() {
+		t.Error("in one process when they are two files")
+	}
+	if err := os.Remove(c.Binaries[compScheduler]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(kcm, c.Binaries[compScheduler]); err != nil {
+		t.Fatal(err)
+	}
+	if !c.schedulerInKCM() {
+		t.Error("two processes when both names link one executable")
 	}
 }
 

@@ -9,6 +9,13 @@ package localcluster
 // what the upstream mains import: the JSON log format and the client-go
 // and version metrics.
 //
+// With SANDBOXTEST_SCHEDULER_ARGS (a JSON array of flags), the
+// kube-controller-manager process also runs kube-scheduler, with those
+// flags, in a goroutine of its own (the control plane does so: about 13 MB
+// less resident than a process of its own, BENCHMARKS.md "Idle memory").
+// Both share klog and its configuration, so the scheduler's lines go to the
+// controller manager's log; when the scheduler ends, so does the process.
+//
 // With SANDBOXTEST_GOGC_ON_SIGUSR1=N a SIGUSR1 sets the process's GC percent
 // to N and returns the freed heap to the system: the control plane starts
 // kube-apiserver at the default and makes it thrifty once the cluster is up
@@ -18,6 +25,7 @@ const kubeMain = `// Command kubernetes is kube-apiserver, kube-controller-manag
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -28,6 +36,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/component-base/cli"
+	logsapi "k8s.io/component-base/logs/api/v1"
 	_ "k8s.io/component-base/logs/json/register"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
@@ -43,6 +52,7 @@ func main() {
 		cmd = apiserver.NewAPIServerCommand()
 	case "kube-controller-manager":
 		cmd = controllermanager.NewControllerManagerCommand()
+		schedulerAlongside()
 	case "kube-scheduler":
 		cmd = scheduler.NewSchedulerCommand()
 	default:
@@ -51,6 +61,32 @@ func main() {
 	}
 	gcPercentOnSignal()
 	os.Exit(cli.Run(cmd))
+}
+
+// schedulerAlongside: with SANDBOXTEST_SCHEDULER_ARGS set, kube-scheduler
+// runs in this process too.
+func schedulerAlongside() {
+	v := os.Getenv("SANDBOXTEST_SCHEDULER_ARGS")
+	if v == "" {
+		return
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(v), &args); err != nil {
+		fmt.Fprintf(os.Stderr, "SANDBOXTEST_SCHEDULER_ARGS: want a JSON array of strings: %v\n", err)
+		os.Exit(2)
+	}
+	// Both commands apply the same logging configuration; the second
+	// application would otherwise be refused.
+	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
+	sched := scheduler.NewSchedulerCommand()
+	sched.SetArgs(args)
+	go func() {
+		if err := sched.Execute(); err != nil {
+			fmt.Fprintf(os.Stderr, "kube-scheduler (in this process): %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0) // it ends on SIGTERM or SIGINT, which it took over
+	}()
 }
 
 // gcPercentOnSignal: with SANDBOXTEST_GOGC_ON_SIGUSR1=N, a SIGUSR1 sets the
