@@ -70,20 +70,12 @@ func kubeVersionFlags(v string) string {
 
 var buildGroups = []buildGroup{
 	{
-		name:    "etcd",
-		version: EtcdVersion,
-		binaries: map[string]string{
-			BinEtcd: "sandboxtest.local/etcd",
-		},
-		module: etcdModule,
-		note:   "first run only, under a minute",
-		recipe: "b3",
-	},
-	{
 		name:    "kubernetes",
 		version: KubernetesVersion,
 		binaries: map[string]string{
 			// One executable (kubeMain): the processes share its code pages.
+			// etcd is the version Kubernetes itself requires (EtcdVersion).
+			BinEtcd:              "sandboxtest.local/kubernetes",
 			BinKubeAPIServer:     "sandboxtest.local/kubernetes",
 			BinControllerManager: "sandboxtest.local/kubernetes",
 			BinScheduler:         "sandboxtest.local/kubernetes",
@@ -91,7 +83,7 @@ var buildGroups = []buildGroup{
 		module:  kubernetesModule,
 		note:    "first run only, several minutes",
 		ldflags: kubeVersionFlags(KubernetesVersion),
-		recipe:  "b4",
+		recipe:  "b5",
 	},
 	{
 		name:    "agent-sandbox",
@@ -333,30 +325,14 @@ func writeFiles(dir string, files map[string]string) error {
 	return nil
 }
 
-func etcdModule(ctx context.Context, _ buildGroup, dir string) error {
-	mod, err := scratchGoMod(ctx, "sandboxtest.local/etcd", "go.etcd.io/etcd/server/v3", EtcdVersion, "")
-	if err != nil {
-		return err
-	}
-	return writeFiles(dir, map[string]string{
-		"go.mod": mod,
-		"main.go": `package main
-
-import (
-	"os"
-
-	"go.etcd.io/etcd/server/v3/etcdmain"
-)
-
-func main() { etcdmain.Main(os.Args) }
-`,
-	})
-}
-
 func kubernetesModule(ctx context.Context, _ buildGroup, dir string) error {
 	mod, err := scratchGoMod(ctx, "sandboxtest.local/kubernetes", "k8s.io/kubernetes", KubernetesVersion, "v0"+strings.TrimPrefix(KubernetesVersion, "v1"))
 	if err != nil {
 		return err
+	}
+	// etcd is built at the version Kubernetes requires; the pin must say so.
+	if want := "\tgo.etcd.io/etcd/server/v3 " + EtcdVersion + "\n"; !strings.Contains(mod, want) {
+		return fmt.Errorf("kubernetes %s does not require etcd server %s, the version sandboxtest pins (EtcdVersion)", KubernetesVersion, EtcdVersion)
 	}
 	return writeFiles(dir, map[string]string{"go.mod": mod, "main.go": kubeMain})
 }
