@@ -11,10 +11,11 @@ import (
 // What the local cluster leaves out or tunes to stay small when idle (issue
 // 12: 840 MB resident with the router and one sandbox, kube-apiserver alone
 // 450 MB). BENCHMARKS.md has the figures and the command that measures them.
-// Besides what is below, kube-apiserver, kube-controller-manager and
-// kube-scheduler are one executable (kubeMain), so the code the three
-// processes run is resident once: even so, 40 % of the idle cluster's
-// memory is the code pages of its executables, which no flag shrinks.
+// Besides what is below, etcd, kube-apiserver, kube-controller-manager and
+// kube-scheduler are one executable (kubeMain), so the code they run is
+// resident once, and kube-scheduler runs in kube-controller-manager's
+// process: even so, 40 % of the idle cluster's memory is the code pages of
+// its executables, which no flag shrinks.
 
 // apiGroupsOff is kube-apiserver's --runtime-config: API groups that neither
 // sandboxtest, agent-sandbox nor the router use. Jobs, CronJobs, HPAs and
