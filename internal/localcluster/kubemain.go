@@ -5,7 +5,7 @@ package localcluster
 // executable, which the cache holds under the four names as hard links.
 // Each process runs the command its name says; they share one copy of
 // their common code in memory (about 110 MB less resident than three
-// Kubernetes executables, and 10 MB less again with etcd, BENCHMARKS.md
+// Kubernetes executables, and about 5 MB less again with etcd, BENCHMARKS.md
 // "Idle memory"). etcd is the version Kubernetes requires, built with
 // Kubernetes' versions of its dependencies. It imports for side effects
 // what the upstream mains import: the JSON log format and the client-go
