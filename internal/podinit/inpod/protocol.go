@@ -110,18 +110,26 @@ func (c *Conn) Send(m Message, files ...*os.File) error {
 }
 
 // Recv reads one message and the files that came with it. io.EOF means the
-// other end closed.
+// other end closed. One reader at a time.
 func (c *Conn) Recv() (Message, []*os.File, error) {
-	buf := make([]byte, maxMessage)
-	oob := make([]byte, unix.CmsgSpace(4*MaxFiles))
-	var n, oobn int
-	var err error
-	for {
-		n, oobn, _, _, err = unix.Recvmsg(c.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
+	// Wait for the next message and learn its length without taking it: a
+	// reader that waits (a pod init, and the node's loop for each pod, wait
+	// for a pod's whole life) holds no buffer, and each message gets one of
+	// its own size. Without room for them, a peek installs no descriptors.
+	size, _, err := c.recvmsg(nil, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+	if err != nil {
+		return Message{}, nil, err
 	}
+	if size == 0 {
+		return Message{}, nil, io.EOF
+	}
+	if size > maxMessage {
+		_, _, _ = c.recvmsg(nil, nil, 0) // drops it, and any descriptors with it
+		return Message{}, nil, fmt.Errorf("podinit: message of %d bytes, over the limit of %d", size, maxMessage)
+	}
+	buf := make([]byte, size)
+	oob := make([]byte, unix.CmsgSpace(4*MaxFiles))
+	n, oobn, err := c.recvmsg(buf, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return Message{}, nil, err
 	}
@@ -161,3 +169,13 @@ func CloseAll(files []*os.File) {
 
 // Close closes this end.
 func (c *Conn) Close() error { return c.f.Close() }
+
+// recvmsg is unix.Recvmsg, resumed after a signal.
+func (c *Conn) recvmsg(p, oob []byte, flags int) (n, oobn int, err error) {
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(c.fd, p, oob, flags)
+		if !errors.Is(err, unix.EINTR) {
+			return n, oobn, err
+		}
+	}
+}
