@@ -240,6 +240,7 @@ func (b *Builder) ensureGroup(ctx context.Context, g buildGroup) (string, error)
 		if err := b.goCmd(ctx, src, append(args, g.binaries[name])...); err != nil {
 			return "", fmt.Errorf("building %s %s: %w", name, g.version, err)
 		}
+		localstate.ForgetWrittenFile(out)
 		built[g.binaries[name]] = out
 		p.built(1)
 	}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package localstate
+
+func forgetWrittenFile(string) {}
