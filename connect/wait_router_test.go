@@ -34,14 +34,16 @@ func TestWaitRouter(t *testing.T) {
 
 	asked.Store(0)
 	failFirst.Store(1 << 30)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// Deadlines of a second or more: on a loaded machine (CI runs the
+	// packages side by side) 200 ms once passed before the first dial.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	err = WaitRouter(ctx, conn)
 	assert.Check(t, is.ErrorContains(err, "GET /healthz: 503"))
 	assert.Check(t, is.ErrorIs(err, context.DeadlineExceeded))
 
 	srv.Close() // nothing listens: the dial error is what it saw
-	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	assert.Check(t, is.ErrorContains(WaitRouter(ctx, conn), "refused"))
 }
