@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +36,7 @@ type podRun struct {
 	spare      *launchedInit // the spare init taken at creation, until startSandbox uses it
 	group      *podGroup
 	sandboxed  chan struct{} // closed once the sandbox is up (or failed)
+	reported   atomic.Bool   // a status has gone to virtual-kubelet
 }
 
 // containerRun tracks one container: its instance, restarts and readiness.
@@ -161,7 +163,8 @@ func (r *podRun) startContainer(ctx context.Context, runner Runner, c *container
 	r.mu.Lock()
 	c.inst, c.started, c.waiting, c.ready = inst, metav1.Now(), nil, false
 	r.mu.Unlock()
-	r.p.notify(r)
+	// No status here: probeReadiness reports the running container with
+	// its first readiness (see pendingReportAfter).
 	return inst, nil
 }
 

@@ -17,7 +17,9 @@ import (
 // probeReadiness marks the container Ready when its readinessProbe passes
 // (at once when it has none). Until the first success it probes every
 // firstProbeWait, not every periodSeconds, so a fresh sandbox is Ready as
-// soon as it serves.
+// soon as it serves. The running container's first status goes out here
+// (see pendingReportAfter): with its readiness, or as not ready yet when the
+// first probe fails or waits for initialDelaySeconds.
 func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Instance) {
 	probe := c.spec.ReadinessProbe
 	if probe == nil {
@@ -25,6 +27,7 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 		return
 	}
 	if d := time.Duration(probe.InitialDelaySeconds) * time.Second; d > 0 {
+		r.p.notify(r)
 		select {
 		case <-ctx.Done():
 			return
@@ -47,6 +50,8 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 			okRun, failRun = 0, failRun+1
 		}
 		switch {
+		case tries == 1 && okRun < success && probe.InitialDelaySeconds <= 0:
+			r.p.notify(r) // running, not ready yet
 		case !ready && okRun >= success:
 			ready = true
 			r.setReady(c, inst, true)

@@ -126,10 +126,28 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		p.notify(r)
 		return nil
 	}
-	p.notify(r)
+	time.AfterFunc(pendingReportAfter, func() {
+		r.mu.Lock()
+		deleting := r.deleting
+		r.mu.Unlock()
+		if !deleting && !r.reported.Load() {
+			p.notify(r) // a slow start shows as Pending, with the pod's address
+		}
+	})
 	r.run(p.ctx)
 	return nil
 }
+
+// pendingReportAfter is how long a pod's start goes without a status: one
+// that runs by then reports Running (and Ready, when its first probe
+// passes) as its first status. Each status is one write to kube-apiserver
+// (5 to 25 ms on the local cluster), a write waits for the pod's previous
+// one, and one that raced it fails on a stale resourceVersion and is
+// retried after a back-off: written one after the other, Pending, Running
+// and Ready held a python-runtime pod's Ready back by about 10 ms
+// (BENCHMARKS.md). A pod started from a spare pod init runs within about
+// 10 ms, from a new one within about 40.
+const pendingReportAfter = 100 * time.Millisecond
 
 // UpdatePod keeps the latest spec; containers are not restarted on update.
 func (p *Provider) UpdatePod(_ context.Context, pod *corev1.Pod) error {
@@ -276,6 +294,7 @@ func (p *Provider) notify(r *podRun) {
 	cb := p.notifyFn
 	p.mu.Unlock()
 	if cb != nil {
+		r.reported.Store(true)
 		cb(r.snapshot())
 	}
 }

@@ -21,6 +21,27 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 )
 
+// A pod whose container runs and passes its first readiness probe within
+// pendingReportAfter reports one status, Running and Ready: each status is
+// one more write to kube-apiserver before the pod's Ready.
+func TestQuickStartReportsOnce(t *testing.T) {
+	t.Parallel()
+	fr := newFakeRunner()
+	h := newHarness(t, registryWith("fake-image", fr))
+	pod := testPod(corev1.RestartPolicyAlways)
+	h.create(pod)
+	fr.next(t)
+	h.waitPod(pod, "Running and Ready", func(p *corev1.Pod) bool {
+		return isRunning(p) && p.Status.ContainerStatuses[0].Ready
+	})
+	time.Sleep(2 * pendingReportAfter) // a late Pending would be here by now
+	var reported []string
+	for _, n := range h.notifications() {
+		reported = append(reported, fmt.Sprintf("%s ready=%v", n.Status.Phase, n.Status.ContainerStatuses[0].Ready))
+	}
+	assert.Check(t, is.DeepEqual(reported, []string{"Running ready=true"}))
+}
+
 func TestCreatePodPendingThenRunning(t *testing.T) {
 	t.Parallel()
 	fr := newFakeRunner()
@@ -31,9 +52,15 @@ func TestCreatePodPendingThenRunning(t *testing.T) {
 
 	h.create(pod)
 
-	// While the runner has not returned, the pod is Pending and creating.
+	// While the runner has not returned, the pod is Pending and creating,
+	// and says so once its start has taken pendingReportAfter.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if len(h.notifications()) == 0 {
+			return poll.Continue("no status reported yet")
+		}
+		return poll.Success()
+	}, poll.WithTimeout(10*time.Second), poll.WithDelay(10*time.Millisecond))
 	first := h.notifications()
-	assert.Assert(t, len(first) >= 1)
 	assert.Check(t, is.Equal(first[0].Status.Phase, corev1.PodPending))
 	got := h.pod(pod)
 	assert.Check(t, is.Equal(got.Status.Phase, corev1.PodPending))
