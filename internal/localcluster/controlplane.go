@@ -391,9 +391,9 @@ func (c *ControlPlane) startAPIServer(ctx context.Context, tokenFile string) err
 			// API groups nothing here uses cost memory (storage, OpenAPI
 			// schemas, handlers); their controllers are off in kcmControllers.
 			"--runtime-config=" + apiGroupsOff,
-			// A handful of objects and watchers: etcd serves them directly, and
-			// the per-resource caches (~15 MB of live heap) are not kept.
-			"--watch-cache=false",
+			// Watch caches for pods and custom resources only (uncachedResources).
+			"--watch-cache=true",
+			"--watch-cache-sizes=" + watchCacheSizes(),
 		}, nil
 	}, func(ctx context.Context) error {
 		body, err := readyz(ctx, cs)

@@ -137,6 +137,7 @@ func TestControlPlane(t *testing.T) {
 	})
 	t.Run("etcd refuses strangers", func(t *testing.T) { testEtcdRefusesStrangers(ctx, t, cp) })
 	t.Run("kube-apiserver verifies kubelets", func(t *testing.T) { testAPIServerVerifiesKubelets(ctx, t, cp) })
+	t.Run("watch caches for pods and custom resources only", func(t *testing.T) { testWatchCaches(ctx, t, cp) })
 
 	// Stop leaves no process and frees every port.
 	cp.mu.Lock()

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,6 +46,75 @@ var kcmControllers = strings.Join([]string{
 	"-kube-apiserver-serving-clustertrustbundle-publisher-controller",
 	"-podcertificaterequest-cleaner-controller",
 }, ",")
+
+// uncachedResources are the built-in resources of Kubernetes v1.36, by API
+// group, for which kube-apiserver keeps no watch cache
+// (--watch-cache-sizes=R#0): all but pods. The caches of every built-in
+// resource held about 45 MB at idle; without any cache, each watch of every
+// client is an etcd watch of its own, and each pod or claim event is decoded
+// once per watcher, which cost a cold claim about 10 ms back to back and 5
+// ms paced. The pods' cache and the custom resources' (sandboxes, claims,
+// templates, pools and the Gateway API's: kube-apiserver caches every
+// custom resource while the watch cache is on) cost nothing measurable
+// (BENCHMARKS.md, "Watch caches for pods and custom resources only").
+// TestControlPlane checks that no other resource gets a cache, so a new
+// built-in resource in a later Kubernetes is found there.
+var uncachedResources = map[string][]string{
+	"": {
+		"configmaps", "endpoints", "events", "limitranges", "namespaces",
+		"nodes", "persistentvolumeclaims", "persistentvolumes",
+		"podtemplates", "replicationcontrollers", "resourcequotas",
+		"secrets", "serviceaccounts", "services",
+	},
+	"admissionregistration.k8s.io": {
+		"mutatingadmissionpolicies", "mutatingadmissionpolicybindings",
+		"mutatingwebhookconfigurations", "validatingadmissionpolicies",
+		"validatingadmissionpolicybindings",
+		"validatingwebhookconfigurations",
+	},
+	"apiextensions.k8s.io":   {"customresourcedefinitions"},
+	"apiregistration.k8s.io": {"apiservices"},
+	"apps": {
+		"controllerrevisions", "daemonsets", "deployments", "replicasets",
+		"statefulsets",
+	},
+	"coordination.k8s.io": {"leases"},
+	"discovery.k8s.io":    {"endpointslices"},
+	"events.k8s.io":       {"events"},
+	"networking.k8s.io": {
+		"ingressclasses", "ingresses", "ipaddresses", "networkpolicies",
+		"servicecidrs",
+	},
+	"node.k8s.io": {"runtimeclasses"},
+	"policy":      {"poddisruptionbudgets"},
+	"rbac.authorization.k8s.io": {
+		"clusterrolebindings", "clusterroles", "rolebindings", "roles",
+	},
+	"resource.k8s.io": {
+		"deviceclasses", "resourceclaims", "resourceclaimtemplates",
+		"resourceslices",
+	},
+	"scheduling.k8s.io": {"priorityclasses"},
+	"storage.k8s.io": {
+		"csidrivers", "csinodes", "csistoragecapacities", "storageclasses",
+		"volumeattachments", "volumeattributesclasses",
+	},
+}
+
+// watchCacheSizes is uncachedResources as kube-apiserver's flag value.
+func watchCacheSizes() string {
+	var out []string
+	for group, resources := range uncachedResources {
+		for _, r := range resources {
+			if group != "" {
+				r += "." + group
+			}
+			out = append(out, r+"#0")
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
+}
 
 // componentEnv is the Go runtime tuning of a control plane component. The
 // default GOGC=100 lets a heap grow to twice its live size before a
