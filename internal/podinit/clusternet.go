@@ -453,8 +453,8 @@ func (a stringAddr) String() string  { return string(a) }
 
 // Start starts a pod init on the cluster network with cfg (cfg.Net its
 // address) and returns once its view is built: Launch, then Configure.
-func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	sb, err := n.Launch(cfg.Prep, "", place, stderr)
+func (n *Network) Start(cfg Config, join *Join, stderr io.Writer) (*Sandbox, error) {
+	sb, err := n.Launch(cfg.Prep, "", join, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -468,11 +468,12 @@ func (n *Network) Start(cfg Config, place func(pid int) error, stderr io.Writer)
 // does: the helper clones it in new namespaces, network included, and
 // plugs the pod's end of a veth pair (eth0) into it; Configure gives the
 // pod its address.
-func (n *Network) Launch(prep Prep, viewRoot string, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
+func (n *Network) Launch(prep Prep, viewRoot string, join *Join, stderr io.Writer) (*Sandbox, error) {
 	if !prep.Isolated {
+		join.closeTasks()
 		return nil, errors.New("podinit: a pod on the cluster network must be isolated")
 	}
-	return launchInit(prep, viewRoot, place, func(conn *os.File, ended func(error)) (launched, error) {
+	return launchInit(prep, viewRoot, join, func(conn *os.File, ended func(error)) (launched, error) {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return launched{}, err

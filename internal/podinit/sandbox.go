@@ -97,8 +97,8 @@ func sysProcAttr(isolated bool, uid, gid int, extraFlags uintptr) *syscall.SysPr
 // Start starts a pod init with cfg, as a child of this process (without a
 // network namespace of its own: see Network.Start for that), and returns
 // once its view is built: Launch, then Configure.
-func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	sb, err := Launch(cfg.Prep, "", place, stderr)
+func Start(cfg Config, join *Join, stderr io.Writer) (*Sandbox, error) {
+	sb, err := Launch(cfg.Prep, "", join, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -110,16 +110,16 @@ func Start(cfg Config, place func(pid int) error, stderr io.Writer) (*Sandbox, e
 
 // Launch starts a pod init in its namespaces and has it do what needs no
 // pod (Prep), so that a pod's start can skip that part: a node keeps such
-// an init as a spare and hands it a pod with Configure. place, when set,
-// runs with the init's host pid before the init does anything (to put it
-// into cgroups). stderr receives the init's own complaints. The init ends
+// an init as a spare and hands it a pod with Configure. join, when set,
+// puts the pod's processes into cgroups. stderr receives the init's own
+// complaints. The init ends
 // with this process (Pdeathsig) or with Kill. viewRoot, when set, is an
 // empty host directory on which the init builds the part of its pod's
 // view that no pod decides (the root tmpfs, system directories, /dev,
 // /proc) at once; Configure then finishes the view there, not on
 // Config.Root. Once Configure has returned, the directory may be removed.
-func Launch(prep Prep, viewRoot string, place func(pid int) error, stderr io.Writer) (*Sandbox, error) {
-	return launchInit(prep, viewRoot, place, func(conn *os.File, ended func(error)) (launched, error) {
+func Launch(prep Prep, viewRoot string, join *Join, stderr io.Writer) (*Sandbox, error) {
+	return launchInit(prep, viewRoot, join, func(conn *os.File, ended func(error)) (launched, error) {
 		cmd := &exec.Cmd{
 			Path:        "/proc/self/exe",
 			Args:        []string{inpod.RoleInit},
@@ -149,7 +149,31 @@ type launched struct {
 // the init's exit.
 type launcher func(conn *os.File, ended func(error)) (launched, error)
 
-func launchInit(prep Prep, viewRoot string, place func(pid int) error, launch launcher) (*Sandbox, error) {
+// Join puts a pod's processes into cgroups: the init's whole process
+// (Place), or only the init's thread that starts every process of the pod
+// (Tasks), whose children then start in the groups. On cgroup v1 a
+// process moved by another (cgroup.procs) waits for an RCU grace period,
+// 5 to 16 ms here, while a thread that moves itself alone (writing "0" to
+// a group's tasks file) takes 0.1 ms (BENCHMARKS.md). The init's own
+// threads then stay in the node's groups: its memory (about 1 MB) is not
+// the pod's.
+type Join struct {
+	// Place, when set, runs with the init's host pid before the init does
+	// anything.
+	Place func(pid int) error
+	// Tasks are cgroup v1 tasks files open for writing; they are opened by
+	// the node, whose credentials the kernel checks, and Launch closes them.
+	Tasks []*os.File
+}
+
+func (j *Join) closeTasks() {
+	if j != nil {
+		inpod.CloseAll(j.Tasks)
+	}
+}
+
+func launchInit(prep Prep, viewRoot string, join *Join, launch launcher) (*Sandbox, error) {
+	defer join.closeTasks() // the init has its own copies once the prep is sent
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("podinit: socketpair: %w", err)
@@ -164,12 +188,16 @@ func launchInit(prep Prep, viewRoot string, place func(pid int) error, launch la
 	}
 	theirs.Close() // only the init holds it now: its exit closes the socket
 	sb.pid, sb.kill, sb.attach = l.pid, l.kill, l.attach
-	if place != nil {
-		if err := place(sb.pid); err != nil {
-			return nil, sb.fail(err)
+	var tasks []*os.File
+	if join != nil {
+		if join.Place != nil {
+			if err := join.Place(sb.pid); err != nil {
+				return nil, sb.fail(err)
+			}
 		}
+		tasks = join.Tasks
 	}
-	if err := sb.c.Send(inpod.Message{Op: inpod.OpPrepare, Prep: &prep, ViewRoot: viewRoot}); err != nil {
+	if err := sb.c.Send(inpod.Message{Op: inpod.OpPrepare, Prep: &prep, ViewRoot: viewRoot}, tasks...); err != nil {
 		return nil, sb.fail(fmt.Errorf("podinit: sending the prep: %w", err))
 	}
 	if err := sb.awaitReady("preparing the pod init"); err != nil {

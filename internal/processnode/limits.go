@@ -12,6 +12,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/podinit"
 )
 
 // DefaultPodPidsLimit bounds the processes (threads included) of one pod,
@@ -258,6 +260,28 @@ func write(dir, file, value string) error {
 		return fmt.Errorf("setting %s: %w", file, err)
 	}
 	return nil
+}
+
+// join is how the pod's processes get into the groups: on cgroup v1 the
+// init's thread that starts them moves itself (podinit.Join), on v2 the
+// init's process is moved, which v2 requires (its groups take processes,
+// not threads).
+func (g *podGroup) join() (*podinit.Join, error) {
+	j := &podinit.Join{}
+	for _, d := range g.dirs {
+		if d.ctl == "" {
+			return &podinit.Join{Place: g.place}, nil
+		}
+		f, err := os.OpenFile(filepath.Join(d.dir, "tasks"), os.O_WRONLY, 0)
+		if err != nil {
+			for _, f := range j.Tasks {
+				f.Close()
+			}
+			return nil, fmt.Errorf("pod limits: %w", err)
+		}
+		j.Tasks = append(j.Tasks, f)
+	}
+	return j, nil
 }
 
 // place moves pid (the pod's init, before it starts anything) into the groups.

@@ -3,6 +3,7 @@ package processnode
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,6 +53,32 @@ except OSError as e:
 	log, _ := os.ReadFile(h.p.get(forks.Namespace, forks.Name).containers[0].logPath)
 	assert.Check(t, is.Equal(got.Status.Phase, corev1.PodSucceeded), string(log))
 	assert.Check(t, strings.HasPrefix(string(log), "stopped "), "%q", log)
+
+	// Every process of the pod starts in the pod's groups (on v1 the
+	// init's spawning thread joins them alone; the init's process stays out).
+	cg := testPod(corev1.RestartPolicyNever)
+	cg.Spec.Containers[0].Args = []string{"cat /proc/self/cgroup"}
+	h.create(cg)
+	h.waitPod(cg, "cat to end", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed })
+	log, _ = os.ReadFile(h.p.get(cg.Namespace, cg.Name).containers[0].logPath)
+	want := []string{""} // v2: the unified hierarchy's line, "0::/path"
+	if h.p.limits.v2 == "" {
+		want = nil
+		for ctl := range h.p.limits.v1 {
+			want = append(want, ctl)
+		}
+	}
+	for _, ctl := range want {
+		found := false
+		for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), ctl) {
+				found = true
+				assert.Check(t, strings.HasSuffix(parts[2], "/"+string(cg.UID)), "controller %q: %s", ctl, line)
+			}
+		}
+		assert.Check(t, found, "no %q line in %q", ctl, log)
+	}
 
 	if h.p.limits.v1["memory"] == "" && h.p.limits.v2 == "" {
 		t.Skip("no memory cgroup:", h.p.limits.about)

@@ -56,20 +56,23 @@ func (p *Provider) launch(prep podinit.Prep, id, ip string) (*launchedInit, erro
 		li.removeDir()
 		return nil, li.withStderr(err)
 	}
-	var place func(int) error
+	var join *podinit.Join
 	if p.limits != nil && !p.limits.rlim {
 		g, err := p.limits.create(id)
 		if err != nil {
 			li.removeDir()
 			return nil, err
 		}
-		li.group, place = g, g.place
+		li.group = g
+		if join, err = g.join(); err != nil {
+			return fail(err)
+		}
 	}
 	var err error
 	if p.net != nil {
-		li.sb, err = p.net.Launch(prep, viewRoot, place, li.stderr)
+		li.sb, err = p.net.Launch(prep, viewRoot, join, li.stderr)
 	} else {
-		li.sb, err = podinit.Launch(prep, viewRoot, place, li.stderr)
+		li.sb, err = podinit.Launch(prep, viewRoot, join, li.stderr)
 	}
 	if err != nil {
 		return fail(err)

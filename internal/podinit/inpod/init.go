@@ -71,16 +71,17 @@ func runInit() error {
 	signal.Notify(chld, syscall.SIGCHLD)
 
 	st := &initState{c: c, procs: map[int]int{}, ids: map[int]int{}, jobs: make(chan job)}
-	m, _, err := c.Recv()
+	m, tasks, err := c.Recv()
 	if err != nil {
 		return fmt.Errorf("reading the prep: %w", err)
 	}
 	if m.Op != OpPrepare || m.Prep == nil {
+		CloseAll(tasks)
 		return fmt.Errorf("expected the prep, got %q", m.Op)
 	}
 	st.cfg.Prep = *m.Prep
 	go st.reaper(chld)
-	if err := st.answer(st.prepare(m.ViewRoot)); err != nil {
+	if err := st.answer(st.prepare(m.ViewRoot, tasks)); err != nil {
 		return err
 	}
 	// A spare init waits here until the node has a pod for it.
@@ -133,9 +134,9 @@ func (st *initState) answer(err error) error {
 }
 
 // prepare does what does not depend on the pod: limits, the spawner
-// thread, the warm process and, on viewRoot when set, the view's
-// pod-independent part.
-func (st *initState) prepare(viewRoot string) error {
+// thread (in the cgroups whose tasks files came with the prep), the warm
+// process and, on viewRoot when set, the view's pod-independent part.
+func (st *initState) prepare(viewRoot string, tasks []*os.File) error {
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return err
@@ -155,7 +156,7 @@ func (st *initState) prepare(viewRoot string) error {
 		}
 	}
 	ready := make(chan error, 1)
-	go st.spawner(ready)
+	go st.spawner(tasks, ready)
 	if err := <-ready; err != nil {
 		return err
 	}
@@ -195,9 +196,19 @@ func (st *initState) setup() error {
 
 // spawner starts every process of the pod from one OS thread whose
 // capabilities are cut down to a container's: capabilities are per thread,
-// and a child inherits the forking thread's.
-func (st *initState) spawner(ready chan<- error) {
+// and a child inherits the forking thread's. It first moves itself alone
+// into the pod's cgroups (a "0" written to each tasks file moves the
+// writing thread), so every process of the pod starts in them.
+func (st *initState) spawner(tasks []*os.File, ready chan<- error) {
 	runtime.LockOSThread() // never unlocked: the thread's credentials are changed for good
+	for _, f := range tasks {
+		if _, err := unix.Write(int(f.Fd()), []byte("0")); err != nil {
+			CloseAll(tasks)
+			ready <- fmt.Errorf("joining the pod's cgroup (%s): %w", f.Name(), err)
+			return
+		}
+	}
+	CloseAll(tasks)
 	if st.cfg.Isolated {
 		if err := dropCaps(); err != nil {
 			ready <- fmt.Errorf("limiting capabilities: %w", err)
