@@ -112,8 +112,8 @@ func Start(cfg Config, join *Join, stderr io.Writer) (*Sandbox, error) {
 // pod (Prep), so that a pod's start can skip that part: a node keeps such
 // an init as a spare and hands it a pod with Configure. join, when set,
 // puts the pod's processes into cgroups. stderr receives the init's own
-// complaints. The init ends
-// with this process (Pdeathsig) or with Kill. viewRoot, when set, is an
+// complaints. The init ends with this process (Pdeathsig) or with Kill.
+// viewRoot, when set, is an
 // empty host directory on which the init builds the part of its pod's
 // view that no pod decides (the root tmpfs, system directories, /dev,
 // /proc) at once; Configure then finishes the view there, not on

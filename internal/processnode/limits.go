@@ -178,7 +178,7 @@ type groupDir struct {
 }
 
 // create makes a pod's groups (named id) with the pids limit; limit sets
-// the pod's own limits, place puts its init in them. A spare's groups are
+// the pod's own limits, join says how its processes get in. A spare's groups are
 // made and joined ahead of its pod (see spare.go).
 func (l *limiter) create(id string) (*podGroup, error) {
 	g := &podGroup{}
