@@ -113,11 +113,11 @@ func Start(cfg Config, join *Join, stderr io.Writer) (*Sandbox, error) {
 // an init as a spare and hands it a pod with Configure. join, when set,
 // puts the pod's processes into cgroups. stderr receives the init's own
 // complaints. The init ends with this process (Pdeathsig) or with Kill.
-// viewRoot, when set, is an
-// empty host directory on which the init builds the part of its pod's
-// view that no pod decides (the root tmpfs, system directories, /dev,
-// /proc) at once; Configure then finishes the view there, not on
-// Config.Root. Once Configure has returned, the directory may be removed.
+// viewRoot, when set, is an empty host directory on which the init builds
+// the part of its pod's view that no pod decides (the root tmpfs, system
+// directories, /dev, /proc) at once; Configure then finishes the view
+// there, not on Config.Root. Once Configure has returned, the directory
+// may be removed.
 func Launch(prep Prep, viewRoot string, join *Join, stderr io.Writer) (*Sandbox, error) {
 	return launchInit(prep, viewRoot, join, func(conn *os.File, ended func(error)) (launched, error) {
 		cmd := &exec.Cmd{

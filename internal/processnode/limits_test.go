@@ -59,7 +59,9 @@ except OSError as e:
 	cg := testPod(corev1.RestartPolicyNever)
 	cg.Spec.Containers[0].Args = []string{"cat /proc/self/cgroup"}
 	h.create(cg)
-	h.waitPod(cg, "cat to end", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed })
+	h.waitPod(cg, "cat to end", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
 	log, _ = os.ReadFile(h.p.get(cg.Namespace, cg.Name).containers[0].logPath)
 	want := []string{""} // v2: the unified hierarchy's line, "0::/path"
 	if h.p.limits.v2 == "" {
