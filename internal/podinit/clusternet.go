@@ -470,7 +470,7 @@ func (n *Network) Start(cfg Config, join *Join, stderr io.Writer) (*Sandbox, err
 // pod its address.
 func (n *Network) Launch(prep Prep, viewRoot string, join *Join, stderr io.Writer) (*Sandbox, error) {
 	if !prep.Isolated {
-		join.closeTasks()
+		join.Close()
 		return nil, errors.New("podinit: a pod on the cluster network must be isolated")
 	}
 	return launchInit(prep, viewRoot, join, func(conn *os.File, ended func(error)) (launched, error) {

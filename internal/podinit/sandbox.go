@@ -166,14 +166,15 @@ type Join struct {
 	Tasks []*os.File
 }
 
-func (j *Join) closeTasks() {
+// Close closes Tasks (Launch does, once it has sent them to the init).
+func (j *Join) Close() {
 	if j != nil {
 		inpod.CloseAll(j.Tasks)
 	}
 }
 
 func launchInit(prep Prep, viewRoot string, join *Join, launch launcher) (*Sandbox, error) {
-	defer join.closeTasks() // the init has its own copies once the prep is sent
+	defer join.Close() // the init has its own copies once the prep is sent
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("podinit: socketpair: %w", err)

@@ -274,9 +274,7 @@ func (g *podGroup) join() (*podinit.Join, error) {
 		}
 		f, err := os.OpenFile(filepath.Join(d.dir, "tasks"), os.O_WRONLY, 0)
 		if err != nil {
-			for _, f := range j.Tasks {
-				f.Close()
-			}
+			j.Close()
 			return nil, fmt.Errorf("pod limits: %w", err)
 		}
 		j.Tasks = append(j.Tasks, f)

@@ -26,12 +26,13 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 		r.setReady(c, inst, true)
 		return
 	}
-	if d := time.Duration(probe.InitialDelaySeconds) * time.Second; d > 0 {
+	delay := time.Duration(probe.InitialDelaySeconds) * time.Second
+	if delay > 0 {
 		r.p.notify(r)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(d):
+		case <-time.After(delay):
 		}
 	}
 	period := time.Duration(max(probe.PeriodSeconds, 1)) * time.Second
@@ -50,7 +51,7 @@ func (r *podRun) probeReadiness(ctx context.Context, c *containerRun, inst Insta
 			okRun, failRun = 0, failRun+1
 		}
 		switch {
-		case tries == 1 && okRun < success && probe.InitialDelaySeconds <= 0:
+		case tries == 1 && okRun < success && delay <= 0:
 			r.p.notify(r) // running, not ready yet
 		case !ready && okRun >= success:
 			ready = true

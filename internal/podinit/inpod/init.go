@@ -201,14 +201,12 @@ func (st *initState) setup() error {
 // writing thread), so every process of the pod starts in them.
 func (st *initState) spawner(tasks []*os.File, ready chan<- error) {
 	runtime.LockOSThread() // never unlocked: the thread's credentials are changed for good
-	for _, f := range tasks {
-		if _, err := unix.Write(int(f.Fd()), []byte("0")); err != nil {
-			CloseAll(tasks)
-			ready <- fmt.Errorf("joining the pod's cgroup (%s): %w", f.Name(), err)
-			return
-		}
-	}
+	err := joinCgroups(tasks)
 	CloseAll(tasks)
+	if err != nil {
+		ready <- err
+		return
+	}
 	if st.cfg.Isolated {
 		if err := dropCaps(); err != nil {
 			ready <- fmt.Errorf("limiting capabilities: %w", err)
@@ -233,6 +231,17 @@ func (st *initState) spawner(tasks []*os.File, ready chan<- error) {
 		}
 		_ = st.c.Send(Message{Op: OpStarted, ID: j.m.ID, Pid: pid})
 	}
+}
+
+// joinCgroups moves the calling thread alone into the cgroup of each v1
+// tasks file.
+func joinCgroups(tasks []*os.File) error {
+	for _, f := range tasks {
+		if _, err := unix.Write(int(f.Fd()), []byte("0")); err != nil {
+			return fmt.Errorf("joining the pod's cgroup (%s): %w", f.Name(), err)
+		}
+	}
+	return nil
 }
 
 func (st *initState) start(j job) (int, error) {
