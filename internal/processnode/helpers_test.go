@@ -327,3 +327,14 @@ func (b *addrPool) isUsed(ip string) bool {
 	defer b.mu.Unlock()
 	return b.used[ip]
 }
+
+// startFakePod creates a pod of fake-image with policy on a new harness and
+// returns, with them, the pod's first instance once the runner started it.
+func startFakePod(t *testing.T, policy corev1.RestartPolicy) (*harness, *fakeRunner, *corev1.Pod, *fakeInstance) {
+	t.Helper()
+	fr := newFakeRunner()
+	h := newHarness(t, registryWith("fake-image", fr))
+	pod := testPod(policy)
+	h.create(pod)
+	return h, fr, pod, fr.next(t)
+}

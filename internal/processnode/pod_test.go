@@ -106,11 +106,7 @@ func TestStatusKeepsLastTransitionTime(t *testing.T) {
 // An update keeps the status the node derived, so transition times survive it.
 func TestUpdatePodKeepsTransitionTimes(t *testing.T) {
 	t.Parallel()
-	fr := newFakeRunner()
-	h := newHarness(t, registryWith("fake-image", fr))
-	pod := testPod(corev1.RestartPolicyAlways)
-	h.create(pod)
-	fr.next(t)
+	h, _, pod, _ := startFakePod(t, corev1.RestartPolicyAlways)
 	before := conditionTimes(h.waitPod(pod, "Ready", func(p *corev1.Pod) bool {
 		return isRunning(p) && p.Status.ContainerStatuses[0].Ready
 	}).Status)

@@ -26,11 +26,7 @@ import (
 // one more write to kube-apiserver before the pod's Ready.
 func TestQuickStartReportsOnce(t *testing.T) {
 	t.Parallel()
-	fr := newFakeRunner()
-	h := newHarness(t, registryWith("fake-image", fr))
-	pod := testPod(corev1.RestartPolicyAlways)
-	h.create(pod)
-	fr.next(t)
+	h, _, pod, _ := startFakePod(t, corev1.RestartPolicyAlways)
 	h.waitPod(pod, "Running and Ready", func(p *corev1.Pod) bool {
 		return isRunning(p) && p.Status.ContainerStatuses[0].Ready
 	})
@@ -207,11 +203,7 @@ func TestRestartPolicyAlwaysRestarts(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("policy=%q,exit=%d", tc.policy, tc.code), func(t *testing.T) {
 			t.Parallel()
-			fr := newFakeRunner()
-			h := newHarness(t, registryWith("fake-image", fr))
-			pod := testPod(tc.policy)
-			h.create(pod)
-			first := fr.next(t)
+			h, fr, pod, first := startFakePod(t, tc.policy)
 			h.waitPod(pod, "Running", isRunning)
 
 			first.exit(tc.code)
@@ -245,11 +237,8 @@ func TestRestartPolicyOnFailure(t *testing.T) {
 	t.Parallel()
 	t.Run("exit 0 ends the pod", func(t *testing.T) {
 		t.Parallel()
-		fr := newFakeRunner()
-		h := newHarness(t, registryWith("fake-image", fr))
-		pod := testPod(corev1.RestartPolicyOnFailure)
-		h.create(pod)
-		fr.next(t).exit(0)
+		h, fr, pod, inst := startFakePod(t, corev1.RestartPolicyOnFailure)
+		inst.exit(0)
 		got := h.waitPod(pod, "Succeeded", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
 		cs := got.Status.ContainerStatuses[0]
 		assert.Assert(t, cs.State.Terminated != nil)
@@ -266,11 +255,8 @@ func TestRestartPolicyOnFailure(t *testing.T) {
 	})
 	t.Run("exit 1 restarts", func(t *testing.T) {
 		t.Parallel()
-		fr := newFakeRunner()
-		h := newHarness(t, registryWith("fake-image", fr))
-		pod := testPod(corev1.RestartPolicyOnFailure)
-		h.create(pod)
-		fr.next(t).exit(1)
+		h, fr, pod, inst := startFakePod(t, corev1.RestartPolicyOnFailure)
+		inst.exit(1)
 		fr.next(t)
 		got := h.waitPod(pod, "restarted", func(p *corev1.Pod) bool {
 			return isRunning(p) && p.Status.ContainerStatuses[0].RestartCount == 1
@@ -281,11 +267,7 @@ func TestRestartPolicyOnFailure(t *testing.T) {
 
 func TestRestartPolicyNeverFails(t *testing.T) {
 	t.Parallel()
-	fr := newFakeRunner()
-	h := newHarness(t, registryWith("fake-image", fr))
-	pod := testPod(corev1.RestartPolicyNever)
-	h.create(pod)
-	inst := fr.next(t)
+	h, fr, pod, inst := startFakePod(t, corev1.RestartPolicyNever)
 	h.waitPod(pod, "Running", isRunning)
 	inst.exit(1)
 	got := h.waitPod(pod, "Failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
@@ -319,11 +301,7 @@ func TestStartErrorIsReported(t *testing.T) {
 
 func TestDeletePodStopsReportsAndRemoves(t *testing.T) {
 	t.Parallel()
-	fr := newFakeRunner()
-	h := newHarness(t, registryWith("fake-image", fr))
-	pod := testPod(corev1.RestartPolicyAlways)
-	h.create(pod)
-	inst := fr.next(t)
+	h, fr, pod, inst := startFakePod(t, corev1.RestartPolicyAlways)
 	running := h.waitPod(pod, "Running", isRunning)
 	ip := running.Status.PodIP
 	assert.Check(t, h.p.ips.isUsed(ip))
@@ -484,11 +462,7 @@ func TestInitContainersIgnoredEvent(t *testing.T) {
 
 func TestCreatePodTwiceIsIdempotent(t *testing.T) {
 	t.Parallel()
-	fr := newFakeRunner()
-	h := newHarness(t, registryWith("fake-image", fr))
-	pod := testPod(corev1.RestartPolicyAlways)
-	h.create(pod)
-	fr.next(t)
+	h, fr, pod, _ := startFakePod(t, corev1.RestartPolicyAlways)
 	before := h.waitPod(pod, "Running", isRunning)
 	assert.NilError(t, h.p.CreatePod(context.Background(), pod))
 	time.Sleep(50 * time.Millisecond)
