@@ -83,7 +83,7 @@ var buildGroups = []buildGroup{
 		module:  kubernetesModule,
 		note:    "first run only, several minutes",
 		ldflags: kubeVersionFlags(KubernetesVersion),
-		recipe:  "b5",
+		recipe:  "b6",
 	},
 	{
 		name:    "agent-sandbox",

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -207,10 +208,11 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 		"--profiling=false",
 	}
 	// kube-scheduler runs in kube-controller-manager's process when both are
-	// one executable (the cache's kubeMain); separate upstream binaries from
-	// SANDBOXTEST_BIN_DIR run as two processes. A scheduler of its own comes
-	// up while the CRDs are applied; the default ServiceAccount wait below
-	// proves the controller manager works.
+	// one executable (the cache's kubeMain), started once the default
+	// ServiceAccount wait below proves the controller manager works;
+	// separate upstream binaries from SANDBOXTEST_BIN_DIR run as two
+	// processes, and a scheduler of its own comes up while the CRDs are
+	// applied.
 	var sched *proc.Process
 	var kcmEnv []string
 	if c.schedulerInKCM() {
@@ -254,6 +256,12 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 	}
 	if sched != nil && sched.Exited() {
 		return nil, c.exitedErr("starting kube-scheduler", sched)
+	}
+	if kcmEnv != nil {
+		// kubeMain starts its scheduler on SIGUSR2 (schedulerAlongside).
+		if err := syscall.Kill(kcm.Pid(), syscall.SIGUSR2); err != nil {
+			return nil, fmt.Errorf("starting kube-scheduler in kube-controller-manager's process: %w", err)
+		}
 	}
 	c.logf("kube-controller-manager ready in %s (default ServiceAccount created)", since(t))
 

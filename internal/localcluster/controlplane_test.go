@@ -131,8 +131,17 @@ func TestControlPlane(t *testing.T) {
 		if cp.proc(compScheduler) != nil {
 			t.Errorf("a kube-scheduler process was started beside kube-controller-manager")
 		}
-		if log := cp.LogTail(compKCM, 100000); !strings.Contains(log, "Starting Kubernetes Scheduler") {
-			t.Errorf("kube-controller-manager's log does not show the scheduler starting:\n%s", cp.LogTail(compKCM, 30))
+		// It starts once the controller manager runs its controllers, the
+		// service account controller among them: started together, the
+		// two set up the process's logging at once and could crash it.
+		log := cp.LogTail(compKCM, 100000)
+		sched := strings.Index(log, "Starting Kubernetes Scheduler")
+		sa := strings.Index(log, "Starting service account controller")
+		if sched < 0 || sa < 0 {
+			t.Fatalf("kube-controller-manager's log does not show the scheduler (at %d) and the service account controller (at %d) starting:\n%s", sched, sa, cp.LogTail(compKCM, 30))
+		}
+		if sched < sa {
+			t.Errorf("the scheduler started before the controller manager's service account controller")
 		}
 	})
 	t.Run("etcd refuses strangers", func(t *testing.T) { testEtcdRefusesStrangers(ctx, t, cp) })

@@ -13,8 +13,9 @@ package localcluster
 //
 // With SANDBOXTEST_SCHEDULER_ARGS (a JSON array of flags), the
 // kube-controller-manager process also runs kube-scheduler, with those
-// flags, in a goroutine of its own (the control plane does so: about 13 MB
-// less resident than a process of its own, BENCHMARKS.md "Idle memory").
+// flags, in a goroutine of its own started by a SIGUSR2 (the control plane
+// does so: about 13 MB less resident than a process of its own,
+// BENCHMARKS.md "Idle memory").
 // Both share klog and its configuration, so the scheduler's lines go to the
 // controller manager's log; when the scheduler ends, so does the process.
 //
@@ -70,7 +71,11 @@ func main() {
 }
 
 // schedulerAlongside: with SANDBOXTEST_SCHEDULER_ARGS set, kube-scheduler
-// runs in this process too.
+// runs in this process too, from the first SIGUSR2 on. Each command sets up
+// the process's logging and feature gates without a lock, so the scheduler
+// starts once the controller manager has done so: the control plane signals
+// when the default ServiceAccount exists. Started together, they raced, and
+// a CI run's controller manager died of a nil logger.
 func schedulerAlongside() {
 	v := os.Getenv("SANDBOXTEST_SCHEDULER_ARGS")
 	if v == "" {
@@ -86,7 +91,10 @@ func schedulerAlongside() {
 	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 	sched := scheduler.NewSchedulerCommand()
 	sched.SetArgs(args)
+	start := make(chan os.Signal, 1)
+	signal.Notify(start, syscall.SIGUSR2)
 	go func() {
+		<-start
 		if err := sched.Execute(); err != nil {
 			fmt.Fprintf(os.Stderr, "kube-scheduler (in this process): %v\n", err)
 			os.Exit(1)
