@@ -171,10 +171,13 @@ func (b *Builder) Ensure(ctx context.Context) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		localstate.MarkBuildUsed(dir)
 		for name := range g.binaries {
 			paths[name] = filepath.Join(dir, name)
 		}
 	}
+	// Builds of other versions that no process has used for a month go.
+	localstate.PruneBuilds(b.CacheDir, b.Log)
 	return paths, nil
 }
 

@@ -1,6 +1,7 @@
 package localcluster
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -8,9 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/agentsandbox/go-sandboxtest/internal/localstate"
 )
 
 // TestEnsureGroupLinksSharedMain: names that share a main package are one
@@ -64,4 +68,38 @@ func TestKubeMainReadsTheIdleGCVariable(t *testing.T) {
 	name, value, _ := strings.Cut(env[0], "=")
 	assert.Check(t, is.Contains(kubeMain, `os.Getenv("`+name+`")`))
 	assert.Equal(t, value, strconv.Itoa(apiServerIdleGOGC))
+}
+
+// TestEnsureMarksAndPrunes: a start marks the builds it uses as used, and
+// removes another version's build unused for a month.
+func TestEnsureMarksAndPrunes(t *testing.T) {
+	cache := t.TempDir()
+	bin := filepath.Join(cache, "bin")
+	month := time.Now().Add(-localstate.UnusedBuildAge - time.Hour)
+	for _, g := range buildGroups { // complete, as if built a month ago
+		dir := filepath.Join(bin, g.cacheKey())
+		assert.NilError(t, os.MkdirAll(dir, 0o755))
+		for name := range g.binaries {
+			assert.NilError(t, os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755))
+		}
+		assert.NilError(t, os.WriteFile(dir+".lock", nil, 0o600))
+		assert.NilError(t, os.Chtimes(dir, month, month))
+	}
+	stale := filepath.Join(bin, "kubernetes-v1.35.0-b1")
+	assert.NilError(t, os.MkdirAll(stale, 0o755))
+	assert.NilError(t, os.WriteFile(stale+".lock", nil, 0o600))
+	assert.NilError(t, os.Chtimes(stale, month, month))
+
+	t.Setenv("SANDBOXTEST_BIN_DIR", "") // the cache, not prebuilt binaries
+	var log bytes.Buffer
+	_, err := (&Builder{CacheDir: cache, Log: &log}).Ensure(context.Background())
+	assert.NilError(t, err)
+	for _, g := range buildGroups {
+		fi, err := os.Stat(filepath.Join(bin, g.cacheKey()))
+		assert.NilError(t, err)
+		assert.Check(t, time.Since(fi.ModTime()) < time.Minute, "%s not marked as used", g.cacheKey())
+	}
+	_, err = os.Stat(stale)
+	assert.Check(t, os.IsNotExist(err), "the unused build should be removed: %v", err)
+	assert.Check(t, is.Contains(log.String(), "removed kubernetes-v1.35.0-b1 from the cache"))
 }

@@ -164,6 +164,7 @@ func ensure(ctx context.Context, o Options, bins ...binary) (string, error) {
 
 	if src.Pinned { // the cached binaries of a published version never go stale
 		if d := filepath.Join(o.CacheDir, "bin", CacheKey(src, "")); built(d) {
+			localstate.MarkBuildUsed(d)
 			return d, nil
 		}
 	}
@@ -182,11 +183,13 @@ func ensure(ctx context.Context, o Options, bins ...binary) (string, error) {
 	}
 	defer unlock()
 	if src.Pinned && built(out) { // built by another process while we waited
+		localstate.MarkBuildUsed(out)
 		return out, nil
 	}
 	if err := build(ctx, src, srcDir, out, bins, o.Log); err != nil {
 		return "", err
 	}
+	localstate.MarkBuildUsed(out)
 	return out, nil
 }
 
