@@ -278,6 +278,11 @@ func StartControlPlane(ctx context.Context, opts Options) (cp *ControlPlane, err
 	if err := c.startController(ctx); err != nil {
 		return nil, err
 	}
+	// A scheduler that failed as it started (a second after the signal)
+	// took its process down; without this, pods would only stay Pending.
+	if kcm.Exited() {
+		return nil, c.exitedErr("starting kube-scheduler and kube-controller-manager", kcm)
+	}
 	c.apiServerIdle()
 	c.logf("control plane ready in %s (kubeconfig %s)", since(total), c.Kubeconfig)
 	return c, nil
