@@ -137,6 +137,25 @@ func (h *harness) waitPod(pod *corev1.Pod, what string, check func(*corev1.Pod) 
 	return last
 }
 
+// waitNotified polls the statuses reported through NotifyPods until check
+// accepts the last one. GetPod shows a change as soon as the pod's state
+// holds it; its report follows, from the goroutine that made the change.
+func (h *harness) waitNotified(what string, check func(*corev1.Pod) bool) *corev1.Pod {
+	h.t.Helper()
+	var last *corev1.Pod
+	poll.WaitOn(h.t, func(poll.LogT) poll.Result {
+		last = h.lastNotification()
+		if last == nil {
+			return poll.Continue("waiting for a report of %s; none yet", what)
+		}
+		if check(last) {
+			return poll.Success()
+		}
+		return poll.Continue("waiting for a report of %s; last reported: %s", what, describe(last))
+	}, poll.WithTimeout(5*time.Second), poll.WithDelay(10*time.Millisecond))
+	return last
+}
+
 // waitGone polls until the provider no longer knows the pod.
 func (h *harness) waitGone(pod *corev1.Pod) {
 	h.t.Helper()

@@ -93,6 +93,9 @@ func TestCreatePodPendingThenRunning(t *testing.T) {
 	assert.Check(t, is.Contains(c.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), "the image's PATH, not the node's")
 
 	// The phases reported through NotifyPods go Pending -> Running, never back.
+	h.waitNotified("Running and Ready", func(p *corev1.Pod) bool {
+		return isRunning(p) && p.Status.ContainerStatuses[0].Ready
+	})
 	var phases []corev1.PodPhase
 	for _, n := range h.notifications() {
 		if len(phases) == 0 || phases[len(phases)-1] != n.Status.Phase {
@@ -279,7 +282,7 @@ func TestRestartPolicyNeverFails(t *testing.T) {
 	assert.Check(t, !cs.State.Terminated.FinishedAt.Before(&cs.State.Terminated.StartedAt))
 	assert.Check(t, is.Equal(cs.RestartCount, int32(0)))
 	assert.Check(t, is.Equal(condition(got, corev1.PodReady).Status, corev1.ConditionFalse))
-	assert.Check(t, is.Equal(h.lastNotification().Status.Phase, corev1.PodFailed), "the end was notified")
+	h.waitNotified("the end", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	assert.Check(t, is.Equal(fr.count(), 1))
 }
 
